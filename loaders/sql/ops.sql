@@ -32,6 +32,8 @@ create table if not exists ops.dbt_node_results (
     failures bigint,
     message text,
     execution_time double precision,
+    -- true for a data test or model upstream of billing_export: its failure blocks the export
+    blocks_export boolean not null default false,
     primary key (invocation_id, unique_id)
 );
 

@@ -2,7 +2,7 @@
 
 The same environment variables drive the local stack and production (Neon, the real AE, Stripe):
 
-- ``DATABASE_URL``: the Postgres that holds ``app``, ``raw``, ``billing``, ``ops`` and the dbt models.
+- ``DATABASE_URL``: the Postgres holding ``app``, ``raw``, ``billing``, ``ops`` and the dbt models.
 - ``AE_SQL_URL``: the full AE SQL endpoint, ``.../client/v4/accounts/<id>/analytics_engine/sql``.
 - ``AE_ACCOUNT_ID``, ``AE_API_TOKEN``, ``AE_DATASET``.
 - ``STRIPE_API_BASE``, ``STRIPE_API_KEY``.
@@ -63,12 +63,14 @@ class Settings:
     def load(cls, *, require: tuple[str, ...] = ()) -> Settings:
         """Read the environment, falling back to the local stack; check what the caller needs."""
         state = read_stack_state()
-        values = {name: os.environ.get(name.upper()) or state.get(name.upper(), "") for name in _FIELDS}
+        values = {
+            name: os.environ.get(name.upper()) or state.get(name.upper(), "") for name in _FIELDS
+        }
         for name in require:
             if not values[name]:
                 raise ConfigError(
                     f"{name.upper()} is not set and no local stack runs under {clicks_home()}: "
-                    "run `clicks up` and `eval \"$(clicks env)\"`, or export it"
+                    'run `clicks up` and `eval "$(clicks env)"`, or export it'
                 )
         if values["ae_dataset"] and not DATASET_PATTERN.match(values["ae_dataset"]):
             raise ConfigError(

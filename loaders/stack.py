@@ -129,21 +129,46 @@ def start_postgres(home: Path, state: dict) -> str:
     if not (pgdata / "PG_VERSION").exists():
         log.info("initialising Postgres in %s", pgdata)
         subprocess.run(
-            [_pg_bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--locale=C"],
-            check=True, capture_output=True, **run_as,
+            [
+                _pg_bin("initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ],
+            check=True,
+            capture_output=True,
+            **run_as,
         )
     port = free_port()
     options = f"-h 127.0.0.1 -p {port} -k '' -c fsync=off -c full_page_writes=off"
     subprocess.run(
-        [_pg_bin("pg_ctl"), "-D", str(pgdata), "-w", "-t", "60", "-l", str(pgdata / "server.log"),
-         "-o", options, "start"],
-        check=True, capture_output=True, **run_as,
+        [
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(pgdata),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(pgdata / "server.log"),
+            "-o",
+            options,
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        **run_as,
     )
     admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     _wait(lambda: _pg_accepts(admin), "Postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
+        exists = conn.execute(
+            "select 1 from pg_database where datname = %s", (DATABASE,)
+        ).fetchone()
         if not exists:
             conn.execute(f'create database "{DATABASE}"')
     return f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}"
@@ -156,7 +181,9 @@ def stop_postgres(home: Path) -> bool:
     run_as = {"user": PG_SYSTEM_USER} if os.geteuid() == 0 else {}
     result = subprocess.run(
         [_pg_bin("pg_ctl"), "-D", str(pgdata), "-w", "-m", "fast", "stop"],
-        capture_output=True, check=False, **run_as,
+        capture_output=True,
+        check=False,
+        **run_as,
     )
     return result.returncode == 0
 
@@ -188,10 +215,22 @@ def start_emulator(name: str, home: Path, state: dict, credential: str) -> tuple
     env = {**os.environ, "CLICKS_EMULATOR_CREDENTIAL": credential}
     with (logs / f"{name}.log").open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", f"loaders.emulators.{name}", "--home", str(data),
-             "--port", str(port), "--account-id", ACCOUNT_ID],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                f"loaders.emulators.{name}",
+                "--home",
+                str(data),
+                "--port",
+                str(port),
+                "--account-id",
+                ACCOUNT_ID,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
         )
     base = f"http://127.0.0.1:{port}"
     _wait(lambda: _answers(_health_url(base)) or proc.poll() is not None, f"{name} emulator")
@@ -279,7 +318,7 @@ def status(home: Path | None = None) -> list[tuple[str, str, bool]]:
 
 
 def _display_url(url: str) -> str:
-    return url.split("@")[-1]
+    return url.rsplit("@", maxsplit=1)[-1]
 
 
 def env_lines(state: dict[str, str], home: Path) -> list[str]:
@@ -289,6 +328,9 @@ def env_lines(state: dict[str, str], home: Path) -> list[str]:
     values = {name: state[name] for name in ENV_NAMES}
     values.update(libpq_env(state["DATABASE_URL"]))
     values["DBT_PROFILES_DIR"] = str(project_dir())
+    # dbt's artifacts and logs per stack, so two stacks never share a partial-parse cache.
+    values["DBT_TARGET_PATH"] = str(home / "dbt" / "target")
+    values["DBT_LOG_PATH"] = str(home / "dbt" / "logs")
     values["CLICKS_HOME"] = str(home)
     return [f"export {name}={_shell_quote(value)}" for name, value in values.items()]
 

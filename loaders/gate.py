@@ -1,0 +1,102 @@
+"""The billing gate: an export of cycle D runs only on a dbt build of D whose checks all passed.
+
+The dbt hooks record each invocation in ``ops.dbt_invocations`` and each node's outcome in
+``ops.dbt_node_results`` (``blocks_export`` marks the nodes upstream of ``billing_export``). The
+gate reads the latest ``build`` of the cycle and refuses when that build failed, when any blocking
+node did not end in success, pass or warn, or when ``billing_export`` itself did not succeed.
+Every decision, allowed or not, is written to ``ops.export_gate_decisions``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+
+import psycopg
+
+from loaders.errors import GateRefusedError
+
+log = logging.getLogger(__name__)
+
+PASSING = ("success", "pass", "warn")
+EXPORT_MODEL = "billing_export"
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    allowed: bool
+    invocation_id: str | None
+    failing: list[str] = field(default_factory=list)
+    reason: str = ""
+
+    def raise_if_refused(self, cycle_date: date) -> None:
+        if not self.allowed:
+            raise GateRefusedError(
+                f"billing gate refused the export of cycle {cycle_date}: {self.reason}; "
+                "fix the failing checks, rerun `dbt build` for the cycle, then export again"
+            )
+
+
+def _latest_build(conn: psycopg.Connection, cycle_date: date) -> tuple[str, bool] | None:
+    return conn.execute(
+        "select invocation_id, success from ops.dbt_invocations"
+        " where run_date = %s and command = 'build'"
+        " order by started_at desc, finished_at desc limit 1",
+        (cycle_date,),
+    ).fetchone()
+
+
+def _failing_nodes(conn: psycopg.Connection, invocation_id: str) -> list[str]:
+    rows = conn.execute(
+        "select unique_id, status, message from ops.dbt_node_results"
+        " where invocation_id = %s and blocks_export and status <> all(%s)"
+        " order by unique_id",
+        (invocation_id, list(PASSING)),
+    ).fetchall()
+    return [f"{uid} ({status}: {message or 'no message'})" for uid, status, message in rows]
+
+
+def _export_model_status(conn: psycopg.Connection, invocation_id: str) -> str | None:
+    row = conn.execute(
+        "select status from ops.dbt_node_results where invocation_id = %s"
+        " and resource_type = 'model' and (unique_id = %s or unique_id like %s)",
+        (invocation_id, EXPORT_MODEL, f"model.%.{EXPORT_MODEL}"),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def decide(conn: psycopg.Connection, cycle_date: date) -> GateDecision:
+    """The decision alone, without recording it."""
+    build = _latest_build(conn, cycle_date)
+    if build is None:
+        return GateDecision(False, None, [], f"no dbt build recorded for run_date {cycle_date}")
+    invocation_id, success = build
+    failing = _failing_nodes(conn, invocation_id)
+    if failing:
+        names = "; ".join(failing)
+        return GateDecision(False, invocation_id, failing,
+                            f"{len(failing)} check(s) upstream of {EXPORT_MODEL} failed: {names}")
+    if not success:
+        return GateDecision(False, invocation_id, [], f"dbt build {invocation_id} did not succeed")
+    model_status = _export_model_status(conn, invocation_id)
+    if model_status != "success":
+        return GateDecision(False, invocation_id, [],
+                            f"model {EXPORT_MODEL} ended as {model_status or 'not run'} "
+                            f"in build {invocation_id}")
+    return GateDecision(True, invocation_id, [], f"build {invocation_id} passed every check")
+
+
+def check(conn: psycopg.Connection, cycle_date: date) -> GateDecision:
+    """Decide whether cycle D may be exported, and record the decision."""
+    decision = decide(conn, cycle_date)
+    conn.execute(
+        "insert into ops.export_gate_decisions"
+        " (cycle_date, invocation_id, allowed, failing_tests, reason) values (%s, %s, %s, %s, %s)",
+        (cycle_date, decision.invocation_id, decision.allowed, decision.failing, decision.reason),
+    )
+    conn.commit()
+    level = logging.INFO if decision.allowed else logging.WARNING
+    log.log(level, "gate for cycle %s: %s (%s)", cycle_date,
+            "allowed" if decision.allowed else "refused", decision.reason)
+    return decision

@@ -1,0 +1,1 @@
+{% macro ensure_ops_tables() %}select 1{% endmacro %}

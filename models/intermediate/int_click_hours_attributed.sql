@@ -1,0 +1,87 @@
+with matched as (
+
+    select * from {{ ref('int_click_hours_matched') }}
+    where attribution_status = 'attributed'
+
+),
+
+rentals as (
+
+    select * from {{ ref('stg_app__rentals') }}
+
+),
+
+bot_buckets as (
+
+    select * from {{ ref('ivt_bot_buckets') }}
+
+),
+
+datacenter_asns as (
+
+    select * from {{ ref('ivt_datacenter_asns') }}
+
+),
+
+-- The IVT policy judges a whole row: a bot bucket marked invalid or a data-centre ASN makes
+-- every click of the row invalid. GIVT wins over SIVT when both apply, because the list-based
+-- (general) filter is the one that catches the click first.
+policy_judged as (
+
+    select
+        matched.*,
+        case
+            when bot_buckets.ivt_category = 'GIVT' and bot_buckets.is_invalid then 'GIVT'
+            when datacenter_asns.ivt_category = 'GIVT' then 'GIVT'
+            when bot_buckets.ivt_category = 'SIVT' and bot_buckets.is_invalid then 'SIVT'
+            when datacenter_asns.ivt_category = 'SIVT' then 'SIVT'
+        end as policy_ivt_category
+    from matched
+    left join bot_buckets
+        on matched.bot_bucket = bot_buckets.bot_bucket
+    left join datacenter_asns
+        on matched.asn = datacenter_asns.asn
+
+),
+
+counted as (
+
+    select
+        policy_judged.click_row_key,
+        policy_judged.click_hour,
+        policy_judged.click_date,
+        policy_judged.rental_id,
+        rentals.route_id,
+        rentals.renter_id,
+        -- the system of record owns ownership; the Worker's copy is only a hint
+        rentals.owner_id,
+        policy_judged.bot_bucket,
+        policy_judged.asn,
+        policy_judged.device_class,
+        policy_judged.policy_ivt_category,
+        policy_judged.clicks,
+        -- a click flagged by the Worker and caught by the policy is still one invalid click
+        case
+            when policy_judged.policy_ivt_category is not null then policy_judged.clicks
+            else least(policy_judged.worker_invalid_clicks, policy_judged.clicks)
+        end as invalid_clicks,
+        -- the Worker's flag comes from routine checks (known agents, rate limits): GIVT
+        case
+            when policy_judged.policy_ivt_category = 'GIVT' then policy_judged.clicks
+            when policy_judged.policy_ivt_category is null
+                then least(policy_judged.worker_invalid_clicks, policy_judged.clicks)
+            else 0
+        end as givt_clicks,
+        case
+            when policy_judged.policy_ivt_category = 'SIVT' then policy_judged.clicks
+            else 0
+        end as sivt_clicks,
+        policy_judged.sampled_rows,
+        policy_judged.max_sample_interval
+    from policy_judged
+    inner join rentals
+        on policy_judged.rental_id = rentals.rental_id
+
+)
+
+select * from counted

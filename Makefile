@@ -36,9 +36,15 @@ sqlfluff: $(STAMP)
 pytest: $(STAMP)
 	CLICKS_HOME=$(TEST_HOME) $(BIN)/pytest
 
-# The dbt data and unit tests, run by `dbt build` over a simulated week.
+# The dbt data and unit tests, run by `dbt build` inside seven nightly cycles over a simulated
+# week that ended three days ago (Stripe accepts meter events up to 35 days old).
+WEEK_START = $(shell date -u -d '-9 days' +%F)
+WEEK_END = $(shell date -u -d '-3 days' +%F)
 dbt-test: $(STAMP)
-	CLICKS_HOME=$(TEST_HOME) $(BIN)/clicks selftest-dbt
+	export CLICKS_HOME=$(TEST_HOME) && eval "$$($(BIN)/clicks env)" && \
+		$(BIN)/clicks reset --yes && \
+		$(BIN)/clicks simulate --start $(WEEK_START) --days 7 --rentals 30 --seed 11 && \
+		$(BIN)/clicks nightly --from $(WEEK_START) --to $(WEEK_END)
 
 up: $(STAMP)
 	$(BIN)/clicks up

@@ -56,7 +56,9 @@ class RetryPolicy:
         return wait
 
 
-def classify(failure: httpx.Response | BaseException, settings: Settings | None = None) -> ClicksError:
+def classify(
+    failure: httpx.Response | BaseException, settings: Settings | None = None
+) -> ClicksError:
     """Turn an AE error response or a transport exception into a transient or terminal error.
 
     A response must already be read (its body is AE's plain-text message). Messages never carry

@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "nightly": ("loaders.nightly", "run one or more nightly cycles end to end"),
     "measure": ("loaders.measure", "measure AE query latency and ingestion rate (ADR-0002 POC)"),
     "demo": ("loaders.demo", "simulate a fortnight, run every cycle, show the gate at work"),
-    "selftest-dbt": ("loaders.selftest", "run dbt build and its tests over a simulated week"),
+    "reset": ("loaders.reset", "drop what the pipeline built and empty the emulators (local only)"),
 }
 
 

@@ -75,15 +75,22 @@ def decide(conn: psycopg.Connection, cycle_date: date) -> GateDecision:
     failing = _failing_nodes(conn, invocation_id)
     if failing:
         names = "; ".join(failing)
-        return GateDecision(False, invocation_id, failing,
-                            f"{len(failing)} check(s) upstream of {EXPORT_MODEL} failed: {names}")
+        return GateDecision(
+            False,
+            invocation_id,
+            failing,
+            f"{len(failing)} check(s) upstream of {EXPORT_MODEL} failed: {names}",
+        )
     if not success:
         return GateDecision(False, invocation_id, [], f"dbt build {invocation_id} did not succeed")
     model_status = _export_model_status(conn, invocation_id)
     if model_status != "success":
-        return GateDecision(False, invocation_id, [],
-                            f"model {EXPORT_MODEL} ended as {model_status or 'not run'} "
-                            f"in build {invocation_id}")
+        return GateDecision(
+            False,
+            invocation_id,
+            [],
+            f"model {EXPORT_MODEL} ended as {model_status or 'not run'} in build {invocation_id}",
+        )
     return GateDecision(True, invocation_id, [], f"build {invocation_id} passed every check")
 
 
@@ -97,6 +104,11 @@ def check(conn: psycopg.Connection, cycle_date: date) -> GateDecision:
     )
     conn.commit()
     level = logging.INFO if decision.allowed else logging.WARNING
-    log.log(level, "gate for cycle %s: %s (%s)", cycle_date,
-            "allowed" if decision.allowed else "refused", decision.reason)
+    log.log(
+        level,
+        "gate for cycle %s: %s (%s)",
+        cycle_date,
+        "allowed" if decision.allowed else "refused",
+        decision.reason,
+    )
     return decision

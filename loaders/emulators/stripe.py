@@ -40,8 +40,13 @@ MAX_FUTURE_S = 5 * 60
 DUPLICATE_CODE = "duplicate_meter_event"
 CUSTOMER_PATTERN = re.compile(r"^cus_[A-Za-z0-9]+$")
 INTEGER_PATTERN = re.compile(r"^-?[0-9]+$")
-EVENT_PARAMS = {"event_name", "identifier", "timestamp", "payload[stripe_customer_id]",
-                "payload[value]"}
+EVENT_PARAMS = {
+    "event_name",
+    "identifier",
+    "timestamp",
+    "payload[stripe_customer_id]",
+    "payload[value]",
+}
 
 SCHEMA = """
 create table if not exists meter_events (
@@ -130,18 +135,28 @@ def _check_params(store: Store, params: dict[str, str]) -> None:
     if params["event_name"] != store.event_name:
         raise invalid(
             f"No active meter was found for event name {params['event_name']!r}.",
-            "event_name", "resource_missing",
+            "event_name",
+            "resource_missing",
         )
     if not CUSTOMER_PATTERN.match(params["payload[stripe_customer_id]"]):
-        raise invalid("The customer id must look like cus_ followed by letters and digits.",
-                      "payload[stripe_customer_id]", "parameter_invalid_string")
+        raise invalid(
+            "The customer id must look like cus_ followed by letters and digits.",
+            "payload[stripe_customer_id]",
+            "parameter_invalid_string",
+        )
     value = params["payload[value]"]
     if not INTEGER_PATTERN.match(value) or len(value.lstrip("-").lstrip("0")) > 15:
-        raise invalid("The value must be a whole number of at most 15 significant digits.",
-                      "payload[value]", "parameter_invalid_integer")
+        raise invalid(
+            "The value must be a whole number of at most 15 significant digits.",
+            "payload[value]",
+            "parameter_invalid_integer",
+        )
     if len(params.get("identifier", "")) > 100:
-        raise invalid("The identifier must be at most 100 characters long.", "identifier",
-                      "parameter_invalid_string")
+        raise invalid(
+            "The identifier must be at most 100 characters long.",
+            "identifier",
+            "parameter_invalid_string",
+        )
 
 
 def _check_timestamp(store: Store, raw: str | None) -> int:
@@ -149,15 +164,24 @@ def _check_timestamp(store: Store, raw: str | None) -> int:
     if raw is None:
         return now
     if not INTEGER_PATTERN.match(raw):
-        raise invalid("The timestamp must be a Unix time in seconds.", "timestamp",
-                      "parameter_invalid_integer")
+        raise invalid(
+            "The timestamp must be a Unix time in seconds.",
+            "timestamp",
+            "parameter_invalid_integer",
+        )
     stamp = int(raw)
     if stamp < now - MAX_PAST_S:
-        raise invalid("The timestamp is more than 35 days in the past.", "timestamp",
-                      "timestamp_too_far_in_past")
+        raise invalid(
+            "The timestamp is more than 35 days in the past.",
+            "timestamp",
+            "timestamp_too_far_in_past",
+        )
     if stamp > now + MAX_FUTURE_S:
-        raise invalid("The timestamp is more than 5 minutes in the future.", "timestamp",
-                      "timestamp_in_future")
+        raise invalid(
+            "The timestamp is more than 5 minutes in the future.",
+            "timestamp",
+            "timestamp_in_future",
+        )
     return stamp
 
 
@@ -185,10 +209,20 @@ def create_meter_event(store: Store, params: dict[str, str]) -> dict[str, Any]:
         (identifier, now - IDENTIFIER_WINDOW_S),
     ).fetchone()
     if seen:
-        raise invalid(f"A meter event with identifier {identifier!r} was already received "
-                      "in the last 24 hours.", "identifier", DUPLICATE_CODE)
-    row = (identifier, params["event_name"], params["payload[stripe_customer_id]"],
-           int(params["payload[value]"]), stamp, now)
+        raise invalid(
+            f"A meter event with identifier {identifier!r} was already received "
+            "in the last 24 hours.",
+            "identifier",
+            DUPLICATE_CODE,
+        )
+    row = (
+        identifier,
+        params["event_name"],
+        params["payload[stripe_customer_id]"],
+        int(params["payload[value]"]),
+        stamp,
+        now,
+    )
     store.db.execute(
         "insert into meter_events (identifier, event_name, customer, value, timestamp, created)"
         " values (?, ?, ?, ?, ?, ?)",
@@ -257,8 +291,13 @@ def summary_windows(query: dict[str, str]) -> list[tuple[int, int]]:
 
 def event_summaries(store: Store, meter_id: str, query: dict[str, str]) -> dict[str, Any]:
     if meter_id != store.meter_id:
-        raise ApiError(404, "invalid_request_error", f"No such meter: '{meter_id}'",
-                       code="resource_missing", param="id")
+        raise ApiError(
+            404,
+            "invalid_request_error",
+            f"No such meter: '{meter_id}'",
+            code="resource_missing",
+            param="id",
+        )
     customer = query.get("customer")
     if not customer:
         raise invalid("Missing required param: customer.", "customer", "parameter_missing")
@@ -270,11 +309,17 @@ def event_summaries(store: Store, meter_id: str, query: dict[str, str]) -> dict[
             (customer, start, end),
         ).fetchone()
         digest = hashlib.sha256(f"{meter_id}|{customer}|{start}|{end}".encode()).hexdigest()
-        summaries.append({
-            "id": "mtrusg_" + digest[:24], "object": "billing.meter_event_summary",
-            "aggregated_value": float(total), "end_time": end, "livemode": False,
-            "meter": meter_id, "start_time": start,
-        })
+        summaries.append(
+            {
+                "id": "mtrusg_" + digest[:24],
+                "object": "billing.meter_event_summary",
+                "aggregated_value": float(total),
+                "end_time": end,
+                "livemode": False,
+                "meter": meter_id,
+                "start_time": start,
+            }
+        )
     return _page(f"/v1/billing/meters/{meter_id}/event_summaries", summaries, query)
 
 
@@ -305,9 +350,12 @@ def saved_reply(store: Store, key: str, print_: str) -> Reply | None:
     if row is None:
         return None
     if row[0] != print_:
-        raise ApiError(400, "idempotency_error",
-                       f"Idempotency key {key!r} was first used with other parameters; "
-                       "send a new key for a different request.")
+        raise ApiError(
+            400,
+            "idempotency_error",
+            f"Idempotency key {key!r} was first used with other parameters; "
+            "send a new key for a different request.",
+        )
     return Reply(row[1], json.loads(row[2]), {"Idempotent-Replayed": "true"})
 
 
@@ -325,16 +373,25 @@ def fault_error(fault: dict[str, Any]) -> ApiError | None:
         return None
     if status == 429:
         code = fault.get("code", "rate_limit")
-        error = ApiError(429, "invalid_request_error", f"Request refused ({code}); retry later.",
-                         code=code)
+        error = ApiError(
+            429, "invalid_request_error", f"Request refused ({code}); retry later.", code=code
+        )
     elif status == 409:
-        error = ApiError(409, "idempotency_error", "Another request with this key is in flight.",
-                         code=fault.get("code", "idempotency_key_in_use"))
+        error = ApiError(
+            409,
+            "idempotency_error",
+            "Another request with this key is in flight.",
+            code=fault.get("code", "idempotency_key_in_use"),
+        )
     elif status >= 500:
         error = ApiError(status, "api_error", fault.get("message", "Something went wrong."))
     else:
-        error = ApiError(status, fault.get("type", "invalid_request_error"),
-                         fault.get("message", "Injected error."), code=fault.get("code"))
+        error = ApiError(
+            status,
+            fault.get("type", "invalid_request_error"),
+            fault.get("message", "Injected error."),
+            code=fault.get("code"),
+        )
     if "stripe_should_retry" in fault:
         error.headers["Stripe-Should-Retry"] = "true" if fault["stripe_should_retry"] else "false"
     if "retry_after" in fault:
@@ -401,8 +458,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def _api(self, method: str, path: str, query: str, body: str) -> Reply:
         if not self._authorised():
-            raise ApiError(401, "invalid_request_error",
-                           "Invalid API Key provided; send your secret key as a Bearer token.")
+            raise ApiError(
+                401,
+                "invalid_request_error",
+                "Invalid API Key provided; send your secret key as a Bearer token.",
+            )
         store = self.store
         with store.lock:
             fault = store.faults.popleft() if store.faults else {}
@@ -416,8 +476,14 @@ class Handler(BaseHTTPRequestHandler):
         reply.drop = bool(fault.get("drop_after_accept")) and reply.status == 200
         return reply
 
-    def _execute(self, method: str, path: str, params: dict[str, str], key: str | None,
-                 error: ApiError | None) -> Reply:
+    def _execute(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        key: str | None,
+        error: ApiError | None,
+    ) -> Reply:
         store = self.store
         print_ = fingerprint(method, path, params)
         if key:
@@ -467,8 +533,13 @@ def route(store: Store, method: str, path: str, params: dict[str, str]) -> dict[
         return list_object(path, [meter_object(store)])
     if method == "GET" and len(parts) == 4 and parts[:3] == ["v1", "billing", "meters"]:
         if parts[3] != store.meter_id:
-            raise ApiError(404, "invalid_request_error", f"No such meter: '{parts[3]}'",
-                           code="resource_missing", param="id")
+            raise ApiError(
+                404,
+                "invalid_request_error",
+                f"No such meter: '{parts[3]}'",
+                code="resource_missing",
+                param="id",
+            )
         return meter_object(store)
     if method == "GET" and len(parts) == 5 and parts[4] == "event_summaries":
         return event_summaries(store, parts[3], params)

@@ -4,8 +4,11 @@ The input is ``marts.billing_export`` (one row per ledger entry of the cycle). F
 (rental_id, click_date, booked_cycle) the export sends the ledger value minus what
 ``billing.meter_event_exports`` already records for that key, so a rerun sends nothing new and
 a rebuilt cycle sends only the difference. Each event is committed as ``pending`` before the call
-and marked ``sent`` or ``failed`` after it; a ``pending`` row found at start is the trace of a
-crash and is re-sent with the same identifier and idempotency key. docs/billing.md has the rules.
+and marked ``sent`` (Stripe has it) or ``failed`` (Stripe refused it, so certainly does not have
+it) after; it stays ``pending`` when no answer said either way (a crash, lost responses, 5xx). A
+``pending`` row found at start is re-sent with the same identifier and idempotency key. Events go
+one at a time, which keeps Stripe's rule of one concurrent call per customer and meter.
+docs/billing.md has the rules.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from loaders import gate
@@ -57,7 +61,6 @@ class Event:
     value: int
     event_timestamp: datetime
     revision: int
-    attempts: int = 0
 
     def describe(self) -> str:
         return (
@@ -102,7 +105,7 @@ Key = tuple[str, date, date]
 
 def read_ledger(conn: psycopg.Connection, cycle_date: date) -> list[dict[str, Any]]:
     try:
-        cur = conn.execute(
+        cur = conn.cursor(row_factory=dict_row).execute(
             "select rental_id, click_date, booked_cycle, entry_kind, stripe_customer_id, value,"
             " event_timestamp from marts.billing_export where booked_cycle = %s"
             " order by stripe_customer_id, rental_id, click_date",
@@ -111,22 +114,19 @@ def read_ledger(conn: psycopg.Connection, cycle_date: date) -> list[dict[str, An
     except psycopg.errors.UndefinedTable:
         conn.rollback()
         raise TerminalError("marts.billing_export does not exist: run `dbt build` first") from None
-    names = [column.name for column in cur.description]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    return cur.fetchall()
 
 
 def read_recorded(conn: psycopg.Connection, cycle_date: date) -> dict[Key, list[dict[str, Any]]]:
     """Every recorded event of the cycle, by key, whatever its status."""
-    cur = conn.execute(
+    cur = conn.cursor(row_factory=dict_row).execute(
         "select identifier, rental_id, click_date, booked_cycle, entry_kind, stripe_customer_id,"
         " value, event_timestamp, revision, status, attempts, created_at"
         " from billing.meter_event_exports where booked_cycle = %s order by revision",
         (cycle_date,),
     )
-    names = [column.name for column in cur.description]
     recorded: dict[Key, list[dict[str, Any]]] = defaultdict(list)
-    for row in cur.fetchall():
-        item = dict(zip(names, row, strict=True))
+    for item in cur.fetchall():
         recorded[(item["rental_id"], item["click_date"], item["booked_cycle"])].append(item)
     return recorded
 
@@ -142,7 +142,6 @@ def _event_from_row(row: dict[str, Any]) -> Event:
         row["value"],
         row["event_timestamp"],
         row["revision"],
-        row.get("attempts", 0),
     )
 
 
@@ -159,7 +158,8 @@ def plan_differences(
         rows = recorded.get(key, [])
         remainder = row["value"] - sum(item["value"] for item in rows)
         if remainder == 0:
-            summary.skipped += 1
+            # Unsent rows of the key are retried with their own identifiers, not skipped.
+            summary.skipped += all(item["status"] == "sent" for item in rows)
             continue
         revision = len(rows)
         planned.append(
@@ -220,9 +220,13 @@ def record_attempt(conn: psycopg.Connection, identifier: str, attempts: int) -> 
 
 
 def record_outcome(
-    conn: psycopg.Connection, identifier: str, *, response: dict | None, error: str | None
+    conn: psycopg.Connection,
+    identifier: str,
+    status: str,
+    *,
+    response: dict | None,
+    error: str | None,
 ) -> None:
-    status = "failed" if error else "sent"
     conn.execute(
         "update billing.meter_event_exports set status = %s, stripe_response = %s, error = %s,"
         " sent_at = case when %s = 'sent' then now() end where identifier = %s",
@@ -266,10 +270,10 @@ def classify(exc: Exception, event: Event, settings: Settings) -> ClicksError:
     import stripe
 
     status = getattr(exc, "http_status", None)
-    reason = redact(
-        f"{type(exc).__name__} {status or ''}: {getattr(exc, 'user_message', None) or exc}",
-        settings,
-    )
+    param = getattr(exc, "param", None)
+    where = f" (param {param})" if param else ""
+    message = getattr(exc, "user_message", None) or str(exc)
+    reason = redact(f"{type(exc).__name__} {status or ''}{where}: {message}", settings)
     if isinstance(exc, stripe.APIConnectionError) or status == 429 or (status or 0) >= 500:
         retry_after = (getattr(exc, "headers", None) or {}).get("retry-after")
         return TransientError(
@@ -287,9 +291,23 @@ def _backoff(call: int, error: TransientError) -> None:
     time.sleep(max(delay, min(error.retry_after or 0.0, 60.0)))
 
 
+@dataclass
+class Outcome:
+    response: dict | None = None
+    error: ClicksError | None = None
+    # True once a call may have reached Stripe without an answer saying so (5xx, lost response)
+    in_doubt: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.error is None:
+            return "sent"
+        return "pending" if self.in_doubt and isinstance(self.error, TransientError) else "failed"
+
+
 def deliver(
     client: Any, conn: psycopg.Connection, event: Event, attempt: int, settings: Settings
-) -> tuple[dict | None, ClicksError | None]:
+) -> Outcome:
     """Send one event until Stripe takes it, refuses it, or the attempts run out.
 
     ``attempt`` numbers the idempotency key in use. A key is given up for a fresh one after a
@@ -298,38 +316,40 @@ def deliver(
     """
     import stripe
 
-    calls_on_key = 0
-    error: ClicksError | None = None
+    outcome, calls_on_key = Outcome(), 0
     for call in range(MAX_CALLS):
         key = idempotency_key_for(event.identifier, attempt)
         try:
             created = client.v1.billing.meter_events.create(
                 event_params(event), options={"idempotency_key": key}
             )
-            return created.to_dict(), None
+            return Outcome(created.to_dict(), None, outcome.in_doubt)
         except stripe.StripeError as exc:
             if is_duplicate(exc):
-                return {"duplicate_of_earlier_send": True, "code": exc.code}, None
-            error = classify(exc, event, settings)
+                return Outcome({"duplicate_of_earlier_send": True, "code": exc.code})
+            outcome.error = classify(exc, event, settings)
             server_error = (exc.http_status or 0) >= 500
-        if isinstance(error, TerminalError):
-            return None, error
+            outcome.in_doubt |= server_error or isinstance(exc, stripe.APIConnectionError)
+        if isinstance(outcome.error, TerminalError):
+            return outcome
         calls_on_key += 1
         if server_error or calls_on_key >= CALLS_PER_KEY:
             attempt, calls_on_key = attempt + 1, 0
             record_attempt(conn, event.identifier, attempt)
-        log.debug("retrying %s after: %s", event.identifier, error)
-        _backoff(call, error)
-    return None, error
+        log.debug("retrying %s after: %s", event.identifier, outcome.error)
+        _backoff(call, outcome.error)
+    return outcome
 
 
 def send(
     client: Any, conn: psycopg.Connection, event: Event, attempt: int, settings: Settings
 ) -> bool:
-    response, error = deliver(client, conn, event, attempt, settings)
-    record_outcome(conn, event.identifier, response=response, error=str(error) if error else None)
-    if error is not None:
-        log.error("%s", error)
+    """Deliver and record. Unanswered calls leave the row pending: Stripe may hold the event."""
+    outcome = deliver(client, conn, event, attempt, settings)
+    error = str(outcome.error) if outcome.error else None
+    record_outcome(conn, event.identifier, outcome.status, response=outcome.response, error=error)
+    if outcome.error is not None:
+        log.error("%s (left %s)", outcome.error, outcome.status)
         return False
     return True
 
@@ -386,6 +406,39 @@ def pull_summaries(
     return count
 
 
+def touched_days(conn: psycopg.Connection, cycle_date: date) -> dict[str, set[date]]:
+    """The UTC days, per customer, of every event of the cycle Stripe holds."""
+    rows = conn.execute(
+        "select distinct stripe_customer_id, (event_timestamp at time zone 'UTC')::date"
+        " from billing.meter_event_exports where booked_cycle = %s and status = 'sent'",
+        (cycle_date,),
+    ).fetchall()
+    days: dict[str, set[date]] = defaultdict(set)
+    for customer, day in rows:
+        days[customer].add(day)
+    return days
+
+
+def refresh_summaries(
+    client: Any, conn: psycopg.Connection, days: dict[str, set[date]], settings: Settings
+) -> int:
+    """Pull Stripe's view; a failure here leaves the events sent and only the view stale."""
+    import stripe
+
+    if not days:
+        return 0
+    try:
+        return pull_summaries(client, conn, find_meter_id(client), days)
+    except stripe.StripeError as exc:
+        conn.rollback()
+        log.warning(
+            "could not pull Stripe's event summaries (%s); the events are sent and recorded, "
+            "rerun the export of the cycle to pull them again",
+            redact(str(exc), settings),
+        )
+        return 0
+
+
 # -- the cycle ----------------------------------------------------------------------------------
 
 
@@ -410,10 +463,9 @@ def resolve_unfinished(
     rows: list[dict[str, Any]],
     summary: ExportSummary,
     settings: Settings,
-) -> list[Event]:
+) -> None:
     """Re-send pending rows (a crash) with their key, and failed rows with a fresh key."""
     now = datetime.now(UTC)
-    resolved = []
     for row in rows:
         event = _event_from_row(row)
         if row["status"] == "pending" and now - row["created_at"] > STALE_PENDING:
@@ -431,10 +483,8 @@ def resolve_unfinished(
             summary.resent_after_crash += row["status"] == "pending"
             summary.sent += row["status"] == "failed"
             _tally(summary, event)
-            resolved.append(event)
         else:
             summary.failed += 1
-    return resolved
 
 
 def send_planned(
@@ -443,26 +493,23 @@ def send_planned(
     planned: list[Event],
     summary: ExportSummary,
     settings: Settings,
-) -> list[Event]:
-    delivered = []
+) -> None:
     for index, event in enumerate(planned, start=1):
         record_pending(conn, event, 1)
         if send(client, conn, event, 1, settings):
             summary.sent += 1
             _tally(summary, event)
-            delivered.append(event)
         else:
             summary.failed += 1
         next_customer = planned[index].stripe_customer_id if index < len(planned) else None
         if index % PROGRESS_EVERY == 0 or next_customer != event.stripe_customer_id:
             log.info(
-                "export %s: %d/%d events done, customer %s finished or in progress",
+                "export %s: %d/%d events done (customer %s)",
                 event.booked_cycle,
                 index,
                 len(planned),
                 event.stripe_customer_id,
             )
-    return delivered
 
 
 def _dry_run(
@@ -503,14 +550,10 @@ def export_cycle(
             return _dry_run(planned, retries, summary)
 
         client = make_client(settings, network_retries=network_retries)
-        meter_id = find_meter_id(client)
-        done = resolve_unfinished(client, conn, retries, summary, settings)
-        done += send_planned(client, conn, planned, summary, settings)
+        resolve_unfinished(client, conn, retries, summary, settings)
+        send_planned(client, conn, planned, summary, settings)
 
-        days: dict[str, set[date]] = defaultdict(set)
-        for event in done:
-            days[event.stripe_customer_id].add(event.event_timestamp.astimezone(UTC).date())
-        pulled = pull_summaries(client, conn, meter_id, days)
+        pulled = refresh_summaries(client, conn, touched_days(conn, cycle_date), settings)
     log.info(
         "export %s: sent %d, skipped %d as already sent, resent %d after a crash, "
         "failed %d, stale pending %d; %d Stripe summaries pulled",

@@ -3,7 +3,7 @@
 The dbt hooks record each invocation in ``ops.dbt_invocations`` and each node's outcome in
 ``ops.dbt_node_results`` (``blocks_export`` marks the nodes upstream of ``billing_export``). The
 gate reads the latest ``build`` of the cycle and refuses when that build failed, when any blocking
-node did not end in success, pass or warn, or when ``billing_export`` itself did not succeed.
+node did not end in success, pass, warn or no-op, or when ``billing_export`` itself did not succeed.
 Every decision, allowed or not, is written to ``ops.export_gate_decisions``.
 """
 
@@ -19,7 +19,8 @@ from loaders.errors import GateRefusedError
 
 log = logging.getLogger(__name__)
 
-PASSING = ("success", "pass", "warn")
+# no-op is what dbt reports for a node with nothing to execute; the dbt hook counts it as ok too.
+PASSING = ("success", "pass", "warn", "no-op")
 EXPORT_MODEL = "billing_export"
 
 
@@ -34,7 +35,7 @@ class GateDecision:
         if not self.allowed:
             raise GateRefusedError(
                 f"billing gate refused the export of cycle {cycle_date}: {self.reason}; "
-                "fix the failing checks, rerun `dbt build` for the cycle, then export again"
+                f"fix that, rerun `dbt build` with run_date {cycle_date}, then export again"
             )
 
 

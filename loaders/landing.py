@@ -337,21 +337,27 @@ def check_row(kind: Kind, row: dict[str, Any], piece: Slice, number: int) -> tup
     """The table values of one AE row, or BadValueError naming slice, row and column."""
     values: dict[str, Any] = {}
     for source, target, check in kind.checks:
-        where = f"slice {piece}: {kind.name} row {number}, column {source}"
-        if source not in row:
-            raise BadValueError(f"{where}: missing from AE's answer (got {', '.join(row)})")
         try:
             checked = check(row[source])
+        except KeyError:
+            problem = f"missing from AE's answer (got {', '.join(row)})"
+            raise BadValueError(f"{_where_in(kind, piece, number, source)}: {problem}") from None
         except ValueError as exc:
-            raise BadValueError(f"{where}: {exc}; nothing of this slice landed") from None
+            raise BadValueError(
+                f"{_where_in(kind, piece, number, source)}: {exc}; nothing of this slice landed"
+            ) from None
         if target is not None:
             values[target] = checked
     if not piece.start <= values[kind.hour] < piece.end:
         raise BadValueError(
-            f"slice {piece}: {kind.name} row {number}, column {kind.hour}: "
+            f"{_where_in(kind, piece, number, kind.hour)}: "
             f"{values[kind.hour].isoformat()} is outside the slice"
         )
     return tuple(values[column] for column in kind.columns)
+
+
+def _where_in(kind: Kind, piece: Slice, number: int, column: str) -> str:
+    return f"slice {piece}: {kind.name} row {number}, column {column}"
 
 
 # --- The load log and the lock -------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import math
 import random
@@ -28,10 +27,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+from psycopg import sql
 
 from loaders.contract import Contract, load_contract
 from loaders.db import connect, ensure_schemas
-from loaders.errors import ConfigError, TerminalError, TransientError
+from loaders.errors import ConfigError
 from loaders.settings import Settings, project_dir
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,7 @@ def simulate(
     clicks_per_day: int = DEFAULT_CLICKS_PER_DAY,
     allow_remote: bool = False,
     batch_points: int = BATCH_POINTS,
+    append: bool = False,
 ) -> SimulationResult:
     """Fill app.*, write the traffic to the AE emulator and (optionally) the truth files."""
     if days < 1 or rentals < 1 or clicks_per_day < 0:
@@ -266,13 +267,20 @@ def simulate(
     )  # fmt: skip
 
     tally = Tally()
-    with _PointSink(ae_base, settings, batch_points) as sink:
-        Traffic(rng, world, _read_policy(), load_contract(), sink, tally).run(
-            start_s, days, clicks_per_day
+    if not append:
+        from loaders.emulators.ae_admin import reset
+
+        # Clicks of an earlier run would make this run's truth wrong, so the emulator starts empty.
+        reset(ae_base)
+        log.info("AE emulator reset at %s", ae_base)
+    with _PointSink(ae_base, settings.ae_dataset, batch_points) as sink:
+        traffic = Traffic(
+            rng, world, policy=_read_policy(), contract=load_contract(), sink=sink, tally=tally
         )
+        traffic.run(start_s, days, clicks_per_day)
     seconds = time.perf_counter() - began
 
-    result = _result(world, tally, start, days, seconds, sink.written)
+    result = _result(world, tally, start=start, days=days, seconds=seconds, written=sink.written)
     if truth_path is not None:
         result.truth_path, result.unattributed_path = write_truth(result, truth_path)
     log.info(
@@ -321,8 +329,7 @@ def _utc(epoch_s: int) -> datetime:
 def build_world(rng: random.Random, start_s: int, days: int, rentals: int) -> World:
     end_s = start_s + days * DAY_S
     renters = _make_renters(rng, max(2, math.ceil(rentals / 2.5)))
-    routes: list[Route] = []
-    made = _make_rentals(rng, routes, renters, start_s, end_s, rentals)
+    routes, made = _make_rentals(rng, renters, start_s=start_s, end_s=end_s, wanted=rentals)
     weights = {rental.rental_id: rng.paretovariate(PARETO_ALPHA) for rental in made}
     return World(routes, renters, made, weights, _pick_heavy_hitters(weights, rentals))
 
@@ -354,15 +361,11 @@ def _new_route(rng: random.Random, routes: list[Route], start_s: int, owners: in
 
 
 def _make_rentals(
-    rng: random.Random,
-    routes: list[Route],
-    renters: list[Renter],
-    start_s: int,
-    end_s: int,
-    wanted: int,
-) -> list[Rental]:
+    rng: random.Random, renters: list[Renter], *, start_s: int, end_s: int, wanted: int
+) -> tuple[list[Route], list[Rental]]:
     """Lay rentals end to end on each route's timeline: never overlapping, sometimes gapped."""
     owners = max(1, wanted // 12)
+    routes: list[Route] = []
     cursor: dict[str, int] = {}
     last_renter: dict[str, str] = {}
     rentals: list[Rental] = []
@@ -379,7 +382,7 @@ def _make_rentals(
         rentals.append(rental)
         cursor[route.route_id] = next_start
         last_renter[route.route_id] = renter.renter_id
-    return _ensure_open_ended(rentals, end_s)
+    return routes, _ensure_open_ended(rentals)
 
 
 def _first_start(rng: random.Random, start_s: int, end_s: int) -> int:
@@ -413,7 +416,7 @@ def _next_rental(
     return rental, (end_s if ends is None else ends + gap)
 
 
-def _ensure_open_ended(rentals: list[Rental], end_s: int) -> list[Rental]:
+def _ensure_open_ended(rentals: list[Rental]) -> list[Rental]:
     """Guarantee at least one open-ended rental: the route's last one, so nothing overlaps."""
     if any(rental.end_s is None for rental in rentals):
         return rentals
@@ -436,33 +439,35 @@ def _pick_heavy_hitters(weights: dict[str, float], rentals: int) -> dict[str, in
 
 def write_system_of_record(settings: Settings, world: World) -> None:
     """Replace every row of app.routes, app.renters and app.rentals in one transaction."""
+    routes = [(r.route_id, r.owner_id, r.host, r.path, r.created_at) for r in world.routes]
+    renters = [(r.renter_id, r.name, r.stripe_customer_id) for r in world.renters]
+    rentals = [
+        (r.rental_id, r.route_id, r.renter_id, r.owner_id, _utc(r.start_s),
+         None if r.end_s is None else _utc(r.end_s), r.status)
+        for r in world.rentals
+    ]  # fmt: skip
     with connect(settings) as conn:
         ensure_schemas(conn, ("app",))
         conn.execute("truncate app.rentals, app.renters, app.routes")
         with conn.cursor() as cur:
-            with cur.copy(
-                "copy app.routes (route_id, owner_id, host, path, created_at) from stdin"
-            ) as copy:
-                for route in world.routes:
-                    copy.write_row((route.route_id, route.owner_id, route.host, route.path,
-                                    route.created_at))  # fmt: skip
-            with cur.copy("copy app.renters (renter_id, name, stripe_customer_id) from stdin") as copy:
-                for renter in world.renters:
-                    copy.write_row((renter.renter_id, renter.name, renter.stripe_customer_id))
-            _copy_rentals(cur, world.rentals)
+            for table, rows in (("routes", routes), ("renters", renters), ("rentals", rentals)):
+                statement = sql.SQL("copy {} ({}) from stdin").format(
+                    sql.Identifier("app", table),
+                    sql.SQL(", ").join(map(sql.Identifier, APP_COLUMNS[table])),
+                )
+                with cur.copy(statement) as copy:
+                    for row in rows:
+                        copy.write_row(row)
         conn.commit()
 
 
-def _copy_rentals(cur, rentals: list[Rental]) -> None:
-    statement = (
-        "copy app.rentals (rental_id, route_id, renter_id, owner_id, starts_at, ends_at, status) "
-        "from stdin"
-    )
-    with cur.copy(statement) as copy:
-        for rental in rentals:
-            ends = None if rental.end_s is None else _utc(rental.end_s)
-            copy.write_row((rental.rental_id, rental.route_id, rental.renter_id, rental.owner_id,
-                            _utc(rental.start_s), ends, rental.status))  # fmt: skip
+APP_COLUMNS = {
+    "routes": ("route_id", "owner_id", "host", "path", "created_at"),
+    "renters": ("renter_id", "name", "stripe_customer_id"),
+    "rentals": (
+        "rental_id", "route_id", "renter_id", "owner_id", "starts_at", "ends_at", "status",
+    ),
+}  # fmt: skip
 
 
 # -- traffic ------------------------------------------------------------------------------------
@@ -539,6 +544,19 @@ def _poisson(rng: random.Random, lam: float) -> int:
 _MMSS = tuple(f"{second // 60:02d}:{second % 60:02d}Z" for second in range(HOUR_S))
 
 
+@dataclass(frozen=True)
+class Segment:
+    """Part of one route-hour with one tenant (or none): seconds [low, high) after hour_s."""
+
+    route: Route
+    rental: Rental | None
+    hour_s: int
+    prefix: str  # the hour as ISO text, "2026-11-02T13:"
+    low: int
+    high: int
+    interval: int
+
+
 class Traffic:
     """Generates every click and invalidation point and keeps the exact tally."""
 
@@ -546,6 +564,7 @@ class Traffic:
         self,
         rng: random.Random,
         world: World,
+        *,
         policy: Policy,
         contract: Contract,
         sink: _PointSink,
@@ -559,20 +578,22 @@ class Traffic:
         self.pos = {blob.name: contract.blob_position(blob.name) - 1 for blob in contract.blobs}
 
     def run(self, start_s: int, days: int, clicks_per_day: int) -> None:
-        scale = clicks_per_day / max(self._mean_weight(start_s, days), 1e-9)
-        for day in range(days):
-            day_s = start_s + day * DAY_S
-            points_before, clicks_before = self.sink.written + len(self.sink.buffer), self.tally.clicks
-            multiplier = (0.85 if _day_of(day_s).weekday() >= 5 else 1.0) * self.rng.uniform(0.92, 1.08)
+        scale = clicks_per_day / max(self._mean_weight(start_s, days), 1e-9) / sum(DIURNAL)
+        for offset in range(days):
+            day_s = start_s + offset * DAY_S
+            day = _day_of(day_s)
+            points, clicks = self.sink.pending, self.tally.clicks
+            # Weekends are quieter; no two weekdays are quite alike.
+            multiplier = (0.85 if day.weekday() >= 5 else 1.0) * self.rng.uniform(0.92, 1.08)
             for hour in range(24):
-                rate = scale * multiplier * DIURNAL[hour] / sum(DIURNAL)
-                self._hour(day_s + hour * HOUR_S, rate)
-            self._invalidations(_day_of(day_s))
+                self._hour(day_s + hour * HOUR_S, scale * multiplier * DIURNAL[hour])
+            self._invalidations(day)
             log.info(
-                "day %s: %d points, %d clicks", _day_of(day_s).isoformat(),
-                self.sink.written + len(self.sink.buffer) - points_before,
-                self.tally.clicks - clicks_before,
-            )  # fmt: skip
+                "day %s: %d points, %d clicks",
+                day.isoformat(),
+                self.sink.pending - points,
+                self.tally.clicks - clicks,
+            )
 
     def _mean_weight(self, start_s: int, days: int) -> float:
         """Average popularity on the air at any instant, so clicks_per_day comes out on average."""
@@ -591,77 +612,82 @@ class Traffic:
     def _hour(self, hour_s: int, rate: float) -> None:
         prefix = _utc(hour_s).strftime("%Y-%m-%dT%H:")
         for route_id, rentals in self.by_route.items():
+            route = self.routes[route_id]
             for low, high, rental in _segments(rentals, hour_s):
-                weight = IDLE_ROUTE_WEIGHT if rental is None else self.world.weights[rental.rental_id]
-                interval = 1 if rental is None else self.world.sample_intervals.get(rental.rental_id, 1)
-                expected = rate * weight * (high - low) / HOUR_S
-                count = _poisson(self.rng, expected / interval)
+                segment = Segment(route, rental, hour_s, prefix, low, high, self._interval(rental))
+                expected = rate * self._weight(rental) * (high - low) / HOUR_S
+                count = _poisson(self.rng, expected / segment.interval)
                 if count:
-                    self._clicks(self.routes[route_id], rental, hour_s, prefix, low, high, count,
-                                 interval)  # fmt: skip
+                    self._clicks(segment, count)
             self.sink.maybe_flush()
+
+    def _weight(self, rental: Rental | None) -> float:
+        return IDLE_ROUTE_WEIGHT if rental is None else self.world.weights[rental.rental_id]
+
+    def _interval(self, rental: Rental | None) -> int:
+        return 1 if rental is None else self.world.sample_intervals.get(rental.rental_id, 1)
 
     def _templates(self, route: Route, rental: Rental | None) -> tuple[list[str], list[str]]:
         blobs = [""] * len(self.contract.blobs)
-        values = {"host": route.host, "path": route.path, "route_id": route.route_id,
-                  "owner_id": route.owner_id, "event_kind": "click"}  # fmt: skip
+        values = {
+            "host": route.host,
+            "path": route.path,
+            "route_id": route.route_id,
+            "owner_id": route.owner_id,
+            "event_kind": "click",
+        }
         if rental is not None:
             values.update(renter_id=rental.renter_id, rental_id=rental.rental_id)
         for name, value in values.items():
             blobs[self.pos[name]] = value
         return blobs, blobs[: self.contract.legacy_blob_count]
 
-    def _clicks(
-        self,
-        route: Route,
-        rental: Rental | None,
-        hour_s: int,
-        prefix: str,
-        low: int,
-        high: int,
-        count: int,
-        interval: int,
-    ) -> None:
-        """Append ``count`` points of one route-hour segment; the hot loop of the simulator."""
+    def _clicks(self, segment: Segment, count: int) -> None:
+        """Append ``count`` points of one route-hour segment: the simulator's hot loop."""
         rng_range, rng_random, profiles = self.rng.randrange, self.rng.random, self.profiles
-        template, legacy = self._templates(route, rental)
-        index = "" if rental is None else rental.rental_id
-        buffer, pool, span, invalid = self.sink.buffer, len(profiles), high - low, 0
+        template, legacy = self._templates(segment.route, segment.rental)
+        index = "" if segment.rental is None else segment.rental.rental_id
+        low, span, prefix = segment.low, segment.high - segment.low, segment.prefix
+        buffer, pool, interval, invalid = self.sink.buffer, len(profiles), segment.interval, 0
         for _ in range(count):
             second = low + rng_range(span)
             profile = profiles[rng_range(pool)]
             if interval == 1 and rng_random() < OLD_WORKER_SHARE:
                 # ADR-0002's Worker: eight blobs, and Date.now() as the index.
-                blobs, key = legacy.copy(), str((hour_s + second) * 1000 + rng_range(1000))
+                blobs = legacy.copy()
+                key = str((segment.hour_s + second) * 1000 + rng_range(1000))
                 for position, value in profile.legacy_fields:
                     blobs[position] = value
             else:
                 blobs, key = template.copy(), index
                 for position, value in profile.fields:
                     blobs[position] = value
-            buffer.append({"blobs": blobs, "doubles": [1.0, 1.0 if profile.flagged else 0.0],
-                           "indexes": [key], "timestamp": prefix + _MMSS[second],
-                           "sample_interval": interval})  # fmt: skip
+            buffer.append(
+                {
+                    "blobs": blobs,
+                    "doubles": [1.0, 1.0 if profile.flagged else 0.0],
+                    "indexes": [key],
+                    "timestamp": prefix + _MMSS[second],
+                    "sample_interval": interval,
+                }
+            )
             invalid += profile.invalid
-        self._count(route, rental, hour_s, count, invalid, interval)
+        self._count(segment, count * interval, invalid * interval)
+        self.tally.click_points += count
 
-    def _count(
-        self, route: Route, rental: Rental | None, hour_s: int, count: int, invalid: int,
-        interval: int,
-    ) -> None:  # fmt: skip
-        tally, day = self.tally, _day_of(hour_s)
-        tally.click_points += count
-        tally.clicks += count * interval
+    def _count(self, segment: Segment, clicks: int, invalid: int) -> None:
+        tally, day, rental = self.tally, _day_of(segment.hour_s), segment.rental
+        tally.clicks += clicks
         if rental is None:
-            key = (day, route.route_id)
-            tally.unattributed[key] = tally.unattributed.get(key, 0) + count * interval
+            key = (day, segment.route.route_id)
+            tally.unattributed[key] = tally.unattributed.get(key, 0) + clicks
             return
         key = (rental.rental_id, day)
-        tally.total[key] = tally.total.get(key, 0) + count * interval
-        tally.invalid[key] = tally.invalid.get(key, 0) + invalid * interval
-        tally.estimated[key] = tally.estimated.get(key, False) or interval > 1
-        hour_key = (rental.rental_id, hour_s)
-        tally.hour_valid[hour_key] = tally.hour_valid.get(hour_key, 0) + (count - invalid) * interval
+        tally.total[key] = tally.total.get(key, 0) + clicks
+        tally.invalid[key] = tally.invalid.get(key, 0) + invalid
+        tally.estimated[key] = tally.estimated.get(key, False) or segment.interval > 1
+        hour_key = (rental.rental_id, segment.hour_s)
+        tally.hour_valid[hour_key] = tally.hour_valid.get(hour_key, 0) + clicks - invalid
 
     def _invalidations(self, day: date) -> None:
         """Late invalidations of this day's still-valid clicks, written 1 to 6 days later."""
@@ -716,19 +742,18 @@ def _segments(rentals: list[Rental], hour_s: int) -> Iterator[tuple[int, int, Re
 
 
 class _PointSink:
-    """Buffers points and posts them to the emulator's write endpoint in large batches."""
+    """Buffers points and writes them to the emulator in large batches over one connection."""
 
-    def __init__(self, ae_base: str, settings: Settings, batch_points: int) -> None:
-        self.url = f"{ae_base}/emulator/datasets/{settings.ae_dataset}/points"
-        self.dataset = settings.ae_dataset
-        self.batch_points = batch_points
+    def __init__(self, ae_base: str, dataset: str, batch_points: int) -> None:
+        self.ae_base, self.dataset, self.batch_points = ae_base, dataset, batch_points
         self.buffer: list[dict] = []
         self.written = 0
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(120.0, connect=10.0),
-            headers={"Authorization": f"Bearer {settings.ae_api_token}",
-                     "Content-Type": "application/json"},
-        )  # fmt: skip
+        self._client = httpx.Client(timeout=httpx.Timeout(300.0, connect=10.0))
+
+    @property
+    def pending(self) -> int:
+        """Points generated so far, written or still buffered."""
+        return self.written + len(self.buffer)
 
     def __enter__(self) -> _PointSink:
         return self
@@ -747,20 +772,12 @@ class _PointSink:
     def flush(self) -> None:
         if not self.buffer:
             return
-        body = json.dumps({"points": self.buffer}, separators=(",", ":"))
-        try:
-            response = self._client.post(self.url, content=body)
-        except httpx.HTTPError as exc:
-            raise TransientError(
-                f"cannot write points to the AE emulator ({type(exc).__name__}): "
-                "check `clicks status` and rerun simulate"
-            ) from None
-        if response.status_code >= 400:
-            raise TerminalError(
-                f"the AE emulator refused points for dataset {self.dataset!r} with "
-                f"{response.status_code}: {response.text[:200]}"
-            )
-        self.written += len(self.buffer)
+        from loaders.emulators.ae_admin import write_points
+
+        self.written += write_points(
+            self.ae_base, self.dataset, self.buffer, client=self._client,
+            batch_size=len(self.buffer),
+        )  # fmt: skip
         self.buffer = []
 
 
@@ -771,31 +788,36 @@ def truth_rows(world: World, tally: Tally, start: date, days: int) -> list[Truth
     """What each nightly cycle D must produce for every rental-day d <= D with clicks."""
     customers = {renter.renter_id: renter.stripe_customer_id for renter in world.renters}
     customer_of = {rental.rental_id: customers[rental.renter_id] for rental in world.rentals}
-    keys = sorted(tally.total)
+    keys = sorted(key for key, total in tally.total.items() if total > 0)
     rows = []
     for offset in range(days):
         cycle = start + timedelta(days=offset)
         horizon = _epoch(cycle + timedelta(days=1))
         for rental_id, day in keys:
-            if day > cycle or tally.total[(rental_id, day)] <= 0:
+            if day > cycle:
                 continue
-            total, invalid = tally.total[(rental_id, day)], tally.invalid[(rental_id, day)]
-            late = sum(n for written, n in tally.invalidations.get((rental_id, day), ())
-                       if written < horizon)  # fmt: skip
-            rows.append(TruthRow(cycle, rental_id, day, customer_of[rental_id], total, invalid,
-                                 late, total - invalid - late, tally.estimated[(rental_id, day)]))  # fmt: skip
+            key = (rental_id, day)
+            total, invalid = tally.total[key], tally.invalid[key]
+            late = sum(n for at, n in tally.invalidations.get(key, ()) if at < horizon)
+            valid = total - invalid - late
+            row = TruthRow(
+                cycle, rental_id, day, customer_of[rental_id], total, invalid, late, valid,
+                tally.estimated[key],
+            )  # fmt: skip
+            rows.append(row)
     return rows
 
 
 def _result(
-    world: World, tally: Tally, start: date, days: int, seconds: float, written: int
+    world: World, tally: Tally, *, start: date, days: int, seconds: float, written: int
 ) -> SimulationResult:
     rows = truth_rows(world, tally, start, days)
     last = start + timedelta(days=days - 1)
     by_customer: dict[str, int] = {}
     for row in rows:
         if row.cycle_date == last:
-            by_customer[row.stripe_customer_id] = by_customer.get(row.stripe_customer_id, 0) + row.valid_clicks
+            customer = row.stripe_customer_id
+            by_customer[customer] = by_customer.get(customer, 0) + row.valid_clicks
     invalidations = [item for items in tally.invalidations.values() for item in items]
     return SimulationResult(
         points_written=written,
@@ -858,16 +880,29 @@ def read_truth(truth_path: Path) -> list[TruthRow]:
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     del name
-    parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 11, 1),
-                        help="first simulated UTC day (default 2026-11-01)")  # fmt: skip
+    parser.add_argument(
+        "--start", type=date.fromisoformat, default=date(2026, 11, 1),
+        help="first simulated UTC day (default 2026-11-01)",
+    )  # fmt: skip
     parser.add_argument("--days", type=int, default=14, help="days to simulate (default 14)")
     parser.add_argument("--rentals", type=int, default=200, help="rentals to create (default 200)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    parser.add_argument("--truth", type=Path, help="write the expected numbers per cycle here")
-    parser.add_argument("--clicks-per-day", type=int, default=DEFAULT_CLICKS_PER_DAY,
-                        help=f"average clicks per day (default {DEFAULT_CLICKS_PER_DAY})")  # fmt: skip
-    parser.add_argument("--allow-remote", action="store_true",
-                        help="allow a DATABASE_URL / AE_SQL_URL that is not on this machine")  # fmt: skip
+    parser.add_argument(
+        "--truth", type=Path, metavar="FILE",
+        help="write the expected numbers of every cycle to FILE (and FILE.unattributed.csv)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--clicks-per-day", type=int, default=DEFAULT_CLICKS_PER_DAY, metavar="N",
+        help=f"average clicks per day (default {DEFAULT_CLICKS_PER_DAY})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--append", action="store_true",
+        help="keep what the AE emulator holds instead of resetting it first",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allow-remote", action="store_true",
+        help="allow a DATABASE_URL or AE_SQL_URL that is not on this machine",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -881,5 +916,6 @@ def run(args: argparse.Namespace) -> int:
         truth_path=args.truth,
         clicks_per_day=args.clicks_per_day,
         allow_remote=args.allow_remote,
+        append=args.append,
     )
     return 0

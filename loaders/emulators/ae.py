@@ -450,10 +450,11 @@ class Engine:
         return len(rows)
 
     def reset(self) -> None:
+        # DROP ... SYNC never returns inside chdb; the Atomic database frees the name at once
+        # and removes the parts in the background.
         with self.lock:
-            self._exec(f"DROP DATABASE IF EXISTS {DATABASE} SYNC")
-            self._exec(f"CREATE DATABASE {DATABASE}")
-            self._exec(f"USE {DATABASE}")
+            for dataset in sorted(self.datasets):
+                self._exec(f"DROP TABLE IF EXISTS {DATABASE}.`{dataset}`")
             self.datasets.clear()
 
 

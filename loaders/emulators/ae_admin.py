@@ -95,7 +95,8 @@ def _post(http: httpx.Client, url: str, doc: Mapping[str, Any]) -> httpx.Respons
     try:
         return http.post(url, content=body, headers={"Content-Type": "application/json"})
     except httpx.HTTPError as exc:
-        raise TransientError(f"AE emulator at {url} did not answer: {exc}; is the stack up?") from exc
+        message = f"AE emulator at {url} did not answer: {exc}; is the stack up?"
+        raise TransientError(message) from exc
 
 
 def _wire_point(point: Mapping[str, Any]) -> Mapping[str, Any]:

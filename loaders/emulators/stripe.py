@@ -438,7 +438,11 @@ class Handler(BaseHTTPRequestHandler):
         if reply.drop:
             self.close_connection = True
             return
-        self._send(reply)
+        try:
+            self._send(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (or was killed) while a delay fault held the answer back.
+            self.close_connection = True
 
     def _send(self, reply: Reply) -> None:
         data = json.dumps(reply.body).encode()

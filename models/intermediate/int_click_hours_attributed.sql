@@ -37,9 +37,9 @@ policy_judged as (
             when datacenter_asns.ivt_category = 'SIVT' then 'SIVT'
         end as policy_ivt_category
     from matched
-    left join bot_buckets
+    left outer join bot_buckets
         on matched.bot_bucket = bot_buckets.bot_bucket
-    left join datacenter_asns
+    left outer join datacenter_asns
         on matched.asn = datacenter_asns.asn
 
 ),
@@ -60,6 +60,8 @@ counted as (
         policy_judged.device_class,
         policy_judged.policy_ivt_category,
         policy_judged.clicks,
+        policy_judged.sampled_rows,
+        policy_judged.max_sample_interval,
         -- a click flagged by the Worker and caught by the policy is still one invalid click
         case
             when policy_judged.policy_ivt_category is not null then policy_judged.clicks
@@ -75,9 +77,7 @@ counted as (
         case
             when policy_judged.policy_ivt_category = 'SIVT' then policy_judged.clicks
             else 0
-        end as sivt_clicks,
-        policy_judged.sampled_rows,
-        policy_judged.max_sample_interval
+        end as sivt_clicks
     from policy_judged
     inner join rentals
         on policy_judged.rental_id = rentals.rental_id

@@ -17,14 +17,14 @@ candidates as (
     select
         click_hours.click_row_key,
         rentals.rental_id as candidate_rental_id,
-        click_hours.rental_id is not distinct from rentals.rental_id as is_named_rental
+        coalesce(click_hours.rental_id = rentals.rental_id, false) as is_named_rental
     from click_hours
     inner join rentals
         on
             click_hours.route_id = rentals.route_id
             and click_hours.renter_id = rentals.renter_id
-            and rentals.starts_at < click_hours.click_hour + interval '1 hour'
-            and (rentals.ends_at is null or rentals.ends_at > click_hours.click_hour)
+            and click_hours.click_hour + interval '1 hour' > rentals.starts_at
+            and (rentals.ends_at is null or click_hours.click_hour < rentals.ends_at)
 
 ),
 
@@ -44,8 +44,8 @@ classified as (
 
     select
         click_hours.*,
-        coalesce(candidates_per_row.candidate_count, 0) as candidate_count,
         candidates_per_row.first_candidate_rental_id,
+        coalesce(candidates_per_row.candidate_count, 0) as candidate_count,
         case
             when candidates_per_row.candidate_count is null then 'unattributed'
             when click_hours.rental_id is not null and candidates_per_row.names_a_candidate
@@ -55,7 +55,7 @@ classified as (
             else 'ambiguous'
         end as attribution_status
     from click_hours
-    left join candidates_per_row
+    left outer join candidates_per_row
         on click_hours.click_row_key = candidates_per_row.click_row_key
 
 ),

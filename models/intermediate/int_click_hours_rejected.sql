@@ -9,7 +9,22 @@ with matched as (
 
 rejected as (
 
-    select * from matched
+    select
+        click_row_key,
+        click_hour,
+        click_date,
+        route_id,
+        renter_id,
+        reported_rental_id,
+        reported_owner_id,
+        clicks,
+        worker_invalid_clicks,
+        sampled_rows,
+        max_sample_interval,
+        load_id,
+        candidate_count,
+        attribution_status
+    from matched
     where attribution_status in ('disagreement', 'ambiguous')
 
 )

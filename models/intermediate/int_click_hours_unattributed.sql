@@ -7,7 +7,25 @@ with matched as (
 
 unattributed as (
 
-    select * from matched
+    select
+        click_row_key,
+        click_hour,
+        click_date,
+        route_id,
+        renter_id,
+        reported_rental_id,
+        reported_owner_id,
+        country,
+        asn,
+        bot_bucket,
+        referrer_domain,
+        device_class,
+        clicks,
+        worker_invalid_clicks,
+        sampled_rows,
+        max_sample_interval,
+        load_id
+    from matched
     where attribution_status = 'unattributed'
 
 )

@@ -36,7 +36,7 @@ attributed as (
     from matched
     inner join rentals
         on matched.rental_id = rentals.rental_id
-    left join reason_codes
+    left outer join reason_codes
         on matched.invalidation_reason = reason_codes.invalidation_reason
 
 )

@@ -16,16 +16,16 @@ candidates as (
     select
         invalidation_hours.invalidation_row_key,
         rentals.rental_id as candidate_rental_id,
-        invalidation_hours.rental_id is not distinct from rentals.rental_id as is_named_rental
+        coalesce(invalidation_hours.rental_id = rentals.rental_id, false) as is_named_rental
     from invalidation_hours
     inner join rentals
         on
             invalidation_hours.route_id = rentals.route_id
             and invalidation_hours.renter_id = rentals.renter_id
-            and rentals.starts_at < invalidation_hours.original_click_hour + interval '1 hour'
+            and invalidation_hours.original_click_hour + interval '1 hour' > rentals.starts_at
             and (
                 rentals.ends_at is null
-                or rentals.ends_at > invalidation_hours.original_click_hour
+                or invalidation_hours.original_click_hour < rentals.ends_at
             )
 
 ),
@@ -46,8 +46,8 @@ classified as (
 
     select
         invalidation_hours.*,
-        coalesce(candidates_per_row.candidate_count, 0) as candidate_count,
         candidates_per_row.first_candidate_rental_id,
+        coalesce(candidates_per_row.candidate_count, 0) as candidate_count,
         case
             when candidates_per_row.candidate_count is null then 'unattributed'
             when invalidation_hours.rental_id is not null and candidates_per_row.names_a_candidate
@@ -57,7 +57,7 @@ classified as (
             else 'ambiguous'
         end as attribution_status
     from invalidation_hours
-    left join candidates_per_row
+    left outer join candidates_per_row
         on invalidation_hours.invalidation_row_key = candidates_per_row.invalidation_row_key
 
 ),

@@ -25,11 +25,22 @@ invalidations as (
 
 ),
 
-{% if is_incremental() %}
-
+-- the newest cycle that built this table; null on a first build or a full refresh
 previous_build as (
 
-    select max(built_cycle) as last_built_cycle from {{ this }}
+    {% if is_incremental() %}
+        select max(built_cycle) as last_built_cycle from {{ this }}
+    {% else %}
+        select null::date as last_built_cycle
+    {% endif %}
+
+),
+
+lookback_days as (
+
+    select generate_series(
+        {{ lookback_start_date() }}, {{ run_date_literal() }}, interval '1 day'
+    )::date as click_date
 
 ),
 
@@ -47,11 +58,13 @@ named_days as (
 
 ),
 
-lookback_days as (
+-- with no previous build, every day the cycle can see is built
+first_build_days as (
 
-    select generate_series(
-        {{ lookback_start_date() }}, {{ run_date_literal() }}, interval '1 day'
-    )::date as click_date
+    select click_hours.click_date
+    from click_hours
+    cross join previous_build
+    where previous_build.last_built_cycle is null
 
 ),
 
@@ -60,6 +73,8 @@ reprocessed_days as (
     select click_date from lookback_days
     union
     select click_date from named_days
+    union
+    select click_date from first_build_days
 
 ),
 
@@ -67,49 +82,34 @@ reprocessed_days as (
 -- zero rather than keep a stale count, and the history columns carry over
 existing as (
 
-    select this_build.*
-    from {{ this }} as this_build
-    inner join reprocessed_days
-        on this_build.click_date = reprocessed_days.click_date
+    {% if is_incremental() %}
+        select this_build.*
+        from {{ this }} as this_build
+        inner join reprocessed_days
+            on this_build.click_date = reprocessed_days.click_date
+    {% else %}
+        select
+            null::text as rental_id,
+            null::date as click_date,
+            null::text as route_id,
+            null::text as renter_id,
+            null::text as owner_id,
+            null::bigint as total_clicks,
+            null::bigint as invalid_clicks,
+            null::bigint as givt_clicks,
+            null::bigint as sivt_clicks,
+            null::bigint as late_invalidated_clicks,
+            null::bigint as valid_clicks,
+            null::bigint as sampled_rows,
+            null::bigint as max_sample_interval,
+            null::boolean as is_estimated,
+            null::date as first_seen_cycle,
+            null::date as last_changed_cycle,
+            null::date as built_cycle
+        where false
+    {% endif %}
 
 ),
-
-{% else %}
-
--- the first build (or a full refresh) builds every day the cycle can see
-reprocessed_days as (
-
-    select click_date from click_hours
-    union
-    select original_click_date as click_date from invalidations
-
-),
-
-existing as (
-
-    select
-        null::text as rental_id,
-        null::date as click_date,
-        null::text as route_id,
-        null::text as renter_id,
-        null::text as owner_id,
-        null::bigint as total_clicks,
-        null::bigint as invalid_clicks,
-        null::bigint as givt_clicks,
-        null::bigint as sivt_clicks,
-        null::bigint as late_invalidated_clicks,
-        null::bigint as valid_clicks,
-        null::bigint as sampled_rows,
-        null::bigint as max_sample_interval,
-        null::boolean as is_estimated,
-        null::date as first_seen_cycle,
-        null::date as last_changed_cycle,
-        null::date as built_cycle
-    where false
-
-),
-
-{% endif %}
 
 day_clicks as (
 
@@ -179,6 +179,15 @@ rebuilt as (
 merged as (
 
     select
+        existing.total_clicks as previous_total_clicks,
+        existing.invalid_clicks as previous_invalid_clicks,
+        existing.givt_clicks as previous_givt_clicks,
+        existing.sivt_clicks as previous_sivt_clicks,
+        existing.late_invalidated_clicks as previous_late_invalidated_clicks,
+        existing.sampled_rows as previous_sampled_rows,
+        existing.max_sample_interval as previous_max_sample_interval,
+        existing.first_seen_cycle as previous_first_seen_cycle,
+        existing.last_changed_cycle as previous_last_changed_cycle,
         coalesce(rebuilt.rental_id, existing.rental_id) as rental_id,
         coalesce(rebuilt.click_date, existing.click_date) as click_date,
         coalesce(rebuilt.route_id, existing.route_id) as route_id,
@@ -192,16 +201,7 @@ merged as (
         coalesce(rebuilt.sampled_rows, 0) as sampled_rows,
         -- a key that vanished keeps no sample: 1 means "exact", like a row of unsampled points
         coalesce(rebuilt.max_sample_interval, 1) as max_sample_interval,
-        existing.rental_id is not null as was_built,
-        existing.total_clicks as previous_total_clicks,
-        existing.invalid_clicks as previous_invalid_clicks,
-        existing.givt_clicks as previous_givt_clicks,
-        existing.sivt_clicks as previous_sivt_clicks,
-        existing.late_invalidated_clicks as previous_late_invalidated_clicks,
-        existing.sampled_rows as previous_sampled_rows,
-        existing.max_sample_interval as previous_max_sample_interval,
-        existing.first_seen_cycle as previous_first_seen_cycle,
-        existing.last_changed_cycle as previous_last_changed_cycle
+        existing.rental_id is not null as was_built
     from rebuilt
     full outer join existing
         on
@@ -231,14 +231,13 @@ final as (
         case
             when
                 not was_built
-                or (
-                    total_clicks, invalid_clicks, givt_clicks, sivt_clicks,
-                    late_invalidated_clicks, sampled_rows, max_sample_interval
-                ) is distinct from (
-                    previous_total_clicks, previous_invalid_clicks, previous_givt_clicks,
-                    previous_sivt_clicks, previous_late_invalidated_clicks,
-                    previous_sampled_rows, previous_max_sample_interval
-                )
+                or total_clicks != previous_total_clicks
+                or invalid_clicks != previous_invalid_clicks
+                or givt_clicks != previous_givt_clicks
+                or sivt_clicks != previous_sivt_clicks
+                or late_invalidated_clicks != previous_late_invalidated_clicks
+                or sampled_rows != previous_sampled_rows
+                or max_sample_interval != previous_max_sample_interval
                 then {{ run_date_literal() }}
             else previous_last_changed_cycle
         end as last_changed_cycle,

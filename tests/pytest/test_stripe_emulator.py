@@ -267,7 +267,6 @@ def test_meter_is_listed(api):
 
 
 def test_event_summaries_sum_per_day_and_customer(api):
-    base = str(api.base_url)
     day0 = NOW_S - NOW_S % DAY_S - 3 * DAY_S
     sent = [  # (customer, seconds after day0, value)
         ("cus_A", 60, 5),

@@ -29,7 +29,7 @@ latest_load_per_hour as (
     from landed_hours
     inner join loads
         on
-            loads.slice_start <= landed_hours.click_hour
+            landed_hours.click_hour >= loads.slice_start
             and landed_hours.click_hour < loads.slice_end
     order by landed_hours.click_hour asc, loads.finished_at desc, loads.started_at desc
 
@@ -49,17 +49,9 @@ latest_rows as (
 renamed as (
 
     select
-        md5(concat_ws(
-            '|', click_hour, route_id, renter_id, rental_id, owner_id, country, asn,
-            bot_bucket, referrer_domain, device_class
-        )) as click_row_key,
         click_hour,
-        (click_hour at time zone 'utc')::date as click_date,
         route_id,
         renter_id,
-        -- an older Worker sends no rental_id; attribution then relies on the system of record
-        nullif(rental_id, '') as rental_id,
-        nullif(owner_id, '') as reported_owner_id,
         country,
         asn,
         bot_bucket,
@@ -69,8 +61,16 @@ renamed as (
         invalid_clicks as worker_invalid_clicks,
         sampled_rows,
         max_sample_interval,
+        loaded_at,
         load_id::text as load_id,
-        loaded_at
+        md5(concat_ws(
+            '|', click_hour, route_id, renter_id, rental_id, owner_id, country, asn,
+            bot_bucket, referrer_domain, device_class
+        )) as click_row_key,
+        (click_hour at time zone 'utc')::date as click_date,
+        -- an older Worker sends no rental_id; attribution then relies on the system of record
+        nullif(rental_id, '') as rental_id,
+        nullif(owner_id, '') as reported_owner_id
     from latest_rows
 
 )

@@ -28,7 +28,7 @@ latest_load_per_hour as (
     from landed_hours
     inner join loads
         on
-            loads.slice_start <= landed_hours.written_hour
+            landed_hours.written_hour >= loads.slice_start
             and landed_hours.written_hour < loads.slice_end
     order by landed_hours.written_hour asc, loads.finished_at desc, loads.started_at desc
 
@@ -48,23 +48,23 @@ latest_rows as (
 renamed as (
 
     select
-        md5(concat_ws(
-            '|', written_hour, original_click_hour, route_id, renter_id, rental_id, owner_id,
-            invalidation_reason
-        )) as invalidation_row_key,
         written_hour,
         original_click_hour,
-        (original_click_hour at time zone 'utc')::date as original_click_date,
         route_id,
         renter_id,
-        nullif(rental_id, '') as rental_id,
-        nullif(owner_id, '') as reported_owner_id,
         invalidation_reason,
         invalidated_clicks,
         sampled_rows,
         max_sample_interval,
+        loaded_at,
         load_id::text as load_id,
-        loaded_at
+        md5(concat_ws(
+            '|', written_hour, original_click_hour, route_id, renter_id, rental_id, owner_id,
+            invalidation_reason
+        )) as invalidation_row_key,
+        (original_click_hour at time zone 'utc')::date as original_click_date,
+        nullif(rental_id, '') as rental_id,
+        nullif(owner_id, '') as reported_owner_id
     from latest_rows
 
 )

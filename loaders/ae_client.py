@@ -162,6 +162,8 @@ class QueryResult:
         tail = json.loads("{" + text.rest().lstrip().lstrip(","))
         self.meta = self.meta or list(tail.get("meta", []))
         expected = tail.get("rows", head.get("rows"))
+        if isinstance(expected, str) and expected.isdigit():
+            expected = int(expected)
         if expected != count:
             raise TransientError(f"AE announced {expected} rows but sent {count}: body cut off")
 

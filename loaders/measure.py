@@ -76,7 +76,7 @@ def _parse_windows(text: str) -> list[int]:
 
 
 def _query(client: httpx.Client, settings: Settings, text: str) -> list[dict]:
-    if not DATASET_PATTERN.match(settings.ae_dataset):
+    if not DATASET_PATTERN.fullmatch(settings.ae_dataset):
         raise TerminalError(f"AE_DATASET {settings.ae_dataset!r} is not a plain identifier")
     response = client.post(
         settings.ae_sql_url,

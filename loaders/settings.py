@@ -72,7 +72,7 @@ class Settings:
                     f"{name.upper()} is not set and no local stack runs under {clicks_home()}: "
                     'run `clicks up` and `eval "$(clicks env)"`, or export it'
                 )
-        if values["ae_dataset"] and not DATASET_PATTERN.match(values["ae_dataset"]):
+        if values["ae_dataset"] and not DATASET_PATTERN.fullmatch(values["ae_dataset"]):
             raise ConfigError(
                 f"AE_DATASET {values['ae_dataset']!r} is not a plain identifier "
                 "(letters, digits, underscore; at most 64 characters)"

@@ -131,7 +131,7 @@ def show_results(settings: Settings, state: dict[str, str], result: object) -> N
     for event in stripe_admin.list_events(state["_stripe_base"]):
         customer = event["payload"]["stripe_customer_id"]
         stripe_totals[customer] = stripe_totals.get(customer, 0) + int(event["payload"]["value"])
-    expected = getattr(result, "expected_by_customer", {}) or {}
+    expected = getattr(result, "expected_valid_by_customer", {}) or {}
     _banner("Stripe vs ledger vs simulator truth, per customer")
     _compare_customers(ledger, stripe_totals, expected)
     _banner("reconciliation_daily: status per cycle")

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ipaddress
 import logging
 import math
 import random
+import re
 import string
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from psycopg import sql
@@ -40,7 +42,6 @@ DAY_S = 86_400
 HOUR_S = 3_600
 BATCH_POINTS = 20_000
 DEFAULT_CLICKS_PER_DAY = 10_000
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 TRUTH_HEADER = (
     "cycle_date",
@@ -300,15 +301,30 @@ def ae_base_url(ae_sql_url: str) -> str:
 
 
 def _require_loopback(url: str, name: str, allow_remote: bool) -> None:
-    host = urlsplit(url).hostname or ""
-    # An empty host is a Unix socket, which is local too.
-    if allow_remote or host in LOOPBACK_HOSTS or host.startswith("127.") or not host:
+    host = _host_of(url)
+    # No host, or a directory, is a Unix socket: local too.
+    if allow_remote or not host or host.startswith("/") or _is_loopback(host):
         return
     raise ConfigError(
         f"{name} points at {host}, not this machine: simulate truncates app.* and writes "
         "fake clicks, so it only runs against the local stack (`clicks up`); pass "
         "--allow-remote only for a disposable remote copy"
     )
+
+
+def _host_of(url: str) -> str:
+    """The host a URL or libpq connection string names, including ``?host=`` / ``host=``."""
+    found = re.search(r"(?:^|[\s?&])host=([^\s&]+)", url)
+    if "://" not in url:
+        return found.group(1) if found else ""
+    return urlsplit(url).hostname or (unquote(found.group(1)) if found else "")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _epoch(day: date) -> int:

@@ -647,7 +647,7 @@ class Handler(BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if method == "POST" and content_type and not _is_text_content(content_type):
             raise ApiError(400, f"Content type error: expected text/plain, got {content_type}")
-        if not body:
+        if not body.strip():
             query = parse_qs(urlsplit(self.path).query).get("query", [""])[0]
             if not query.strip():
                 raise ApiError(400, "Query string error: missing field `query`")

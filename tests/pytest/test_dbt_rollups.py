@@ -13,15 +13,18 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
-from loaders.settings import Settings, libpq_env
+from loaders.db import ensure_schemas
+from loaders.settings import Secret, Settings, libpq_env
 
 REPO = Path(__file__).resolve().parents[2]
 DBT = str(Path(sys.executable).with_name("dbt"))
@@ -265,7 +268,7 @@ def dbt(settings: Settings, workdir: Path, *args: str) -> None:
 def build(settings: Settings, workdir: Path, run_date: date, *extra: str) -> None:
     dbt(
         settings, workdir, "build", "--select", *SELECTION, "--indirect-selection", "buildable",
-        "--vars",
+        "--exclude-resource-type", "unit_test", "--vars",
         f"{{run_date: '{run_date.isoformat()}', lookback_days: {LOOKBACK_DAYS}}}", *extra,
     )  # fmt: skip
 
@@ -289,77 +292,125 @@ def non_zero(table: dict[tuple[str, date], tuple]) -> dict[tuple[str, date], tup
     return {key: value for key, value in table.items() if any(value[:4])}
 
 
-def run_cycles(settings: Settings, workdir: Path, world: World, offsets: Iterable[int]) -> None:
+@dataclass
+class Sequence:
+    """What the tables looked like along five nightly cycles of one world."""
+
+    truth: dict[int, dict[tuple[str, date], tuple]] = field(default_factory=dict)
+    after: dict[int, dict[tuple[str, date], tuple]] = field(default_factory=dict)
+    hash_first: str = ""
+    hash_rebuilt: str = ""
+    history: dict[date, tuple] = field(default_factory=dict)
+    full_refresh: dict[tuple[str, date], tuple] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def sequence(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sequence]:
+    """Cycles 1-5 on their own database; cycle 3 first re-lands day 2 without rent_c's clicks."""
+    with own_database(settings) as db:
+        workdir, world, seen = tmp_path_factory.mktemp("dbt"), make_world(), Sequence()
+        with psycopg.connect(db.database_url) as conn:
+            write_app(conn, world)
+            for offset in range(5):
+                if offset == 2:
+                    world.clicks = [row for row in world.clicks if row.rental_id != "rent_c"]
+                    land_day(conn, world, cycle(1))
+                land_day(conn, world, cycle(offset))
+                build(db, workdir, cycle(offset))
+                seen.after[offset] = rollups(db)
+                seen.truth[offset] = expected_rollups(world, cycle(offset))
+                if offset == 1:
+                    seen.hash_first = table_hash(db)
+                    build(db, workdir, cycle(offset))
+                    seen.hash_rebuilt = table_hash(db)
+        seen.history = history(db, "rent_a")
+        build(db, workdir, cycle(4), "--full-refresh")
+        seen.full_refresh = rollups(db)
+        yield seen
+
+
+@contextmanager
+def own_database(settings: Settings) -> Iterator[Settings]:
+    """Like conftest's fresh_db, for a module-scoped fixture that builds once for many tests."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = settings.database_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = settings.database_url.rsplit("/", 1)[0] + f"/{name}"
+    own = replace(settings, database_url=Secret(url))
+    with psycopg.connect(url) as conn:
+        ensure_schemas(conn)
+    try:
+        yield own
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
+
+
+def history(settings: Settings, rental_id: str) -> dict[date, tuple]:
     with psycopg.connect(settings.database_url) as conn:
-        for offset in offsets:
-            land_day(conn, world, cycle(offset))
-            build(settings, workdir, cycle(offset))
-
-
-@pytest.fixture
-def world_db(fresh_db: Settings) -> Settings:
-    with psycopg.connect(fresh_db.database_url) as conn:
-        write_app(conn, make_world())
-    return fresh_db
+        rows = conn.execute(
+            "select click_date, first_seen_cycle, last_changed_cycle, built_cycle"
+            " from marts.click_rollups where rental_id = %s",
+            (rental_id,),
+        ).fetchall()
+    return {row[0]: tuple(row[1:]) for row in rows}
 
 
 # --- Tests -------------------------------------------------------------------------------------
 
 
-def test_rebuilding_a_cycle_leaves_rollups_identical(world_db: Settings, tmp_path: Path) -> None:
-    # Given two cycles built
-    world = make_world()
-    run_cycles(world_db, tmp_path, world, range(2))
-    first = table_hash(world_db)
-
-    # When the second cycle is built again
-    build(world_db, tmp_path, cycle(1))
-
-    # Then click_rollups is byte-identical, and it is what the rules say
-    assert table_hash(world_db) == first
-    assert rollups(world_db) == expected_rollups(world, cycle(1))
+def test_rebuilding_a_cycle_leaves_rollups_identical(sequence: Sequence) -> None:
+    # Given cycle 2 built, when it is built again, then click_rollups hashes the same
+    assert sequence.hash_first
+    assert sequence.hash_rebuilt == sequence.hash_first
 
 
-def test_incremental_cycles_match_truth_and_full_refresh(
-    world_db: Settings, tmp_path: Path
+@pytest.mark.parametrize("offset", range(5))
+def test_every_cycle_matches_the_truth(sequence: Sequence, offset: int) -> None:
+    # Given the cycles up to this one, then every rental-day with clicks is exactly as the
+    # rules compute it from the landed rows, and any other row is a key that went to zero
+    built, truth = sequence.after[offset], sequence.truth[offset]
+    assert non_zero(built) == truth
+    assert set(built) - set(truth) <= {("rent_c", cycle(1))}
+
+
+def test_a_vanished_key_goes_to_zero(sequence: Sequence) -> None:
+    # Given rent_c's only clicks (day 2) landed by cycle 2 and gone when cycle 3 re-landed day 2
+    assert sequence.after[1][("rent_c", cycle(1))][0] == 8
+    # Then from cycle 3 on its row is all zeros instead of a stale 8
+    for offset in (2, 3, 4):
+        assert sequence.after[offset][("rent_c", cycle(1))] == (0, 0, 0, 0, False)
+
+
+def test_a_day_outside_the_lookback_takes_a_new_invalidation(sequence: Sequence) -> None:
+    # Given day 1 left the lookback after cycle 3, and 4 of its clicks were invalidated on day 4
+    before, after = sequence.after[2][("rent_a", DAY1)], sequence.after[3][("rent_a", DAY1)]
+    # Then cycle 4 rebuilt it with the late invalidation, and cycle 5 left it as it was
+    assert (before[2], after[2]) == (0, 4)
+    assert after[3] == before[3] - 4
+    assert sequence.after[4][("rent_a", DAY1)] == after
+
+
+@pytest.mark.parametrize(
+    ("day", "first_seen", "last_changed", "built", "why"),
+    [
+        (DAY1, DAY1, cycle(3), cycle(3), "named by the invalidation written on day 4"),
+        (cycle(1), cycle(1), cycle(2), cycle(3), "invalidated on day 3, last in lookback 4"),
+        (cycle(4), cycle(4), cycle(4), cycle(4), "built once"),
+    ],
+)
+def test_history_columns(
+    sequence: Sequence, day: date, first_seen: date, last_changed: date, built: date, why: str
 ) -> None:
-    # Given four cycles, where cycle 3 re-lands day 2 without rent_c's clicks (a vanished key)
-    world = make_world()
-    run_cycles(world_db, tmp_path, world, range(2))
-    assert rollups(world_db)[("rent_c", cycle(1))][0] == 8
-    world.clicks = [row for row in world.clicks if row.rental_id != "rent_c"]
-    with psycopg.connect(world_db.database_url) as conn:
-        land_day(conn, world, cycle(1))
-    run_cycles(world_db, tmp_path, world, range(2, 5))
-    incremental = rollups(world_db)
-
-    # Then the table equals the truth, the vanished key stays as a row of zeros, and day 1,
-    # outside the lookback since cycle 3, carries the invalidation written on day 4
-    truth = expected_rollups(world, cycle(4))
-    assert non_zero(incremental) == non_zero(truth)
-    assert incremental[("rent_c", cycle(1))] == (0, 0, 0, 0, False)
-    assert incremental[("rent_a", DAY1)][2] == 4
-
-    # When the same final cycle is built from scratch
-    build(world_db, tmp_path, cycle(4), "--full-refresh")
-
-    # Then the counts equal the incremental result for every row with any count
-    assert non_zero(rollups(world_db)) == non_zero(incremental)
+    # Given five cycles, then rent_a's day carries when it was first built, changed and built
+    assert sequence.history[day] == (first_seen, last_changed, built), why
 
 
-def test_rows_outside_the_window_keep_their_history(world_db: Settings, tmp_path: Path) -> None:
-    # Given five cycles built one after the other
-    world = make_world()
-    run_cycles(world_db, tmp_path, world, range(5))
-
-    # Then a day outside the last lookback was last built when it was inside it (or named by
-    # an invalidation), and first_seen_cycle is the cycle of the day itself
-    with psycopg.connect(world_db.database_url) as conn:
-        rows = conn.execute(
-            "select rental_id, click_date, first_seen_cycle, last_changed_cycle, built_cycle"
-            " from marts.click_rollups where rental_id = 'rent_a' order by click_date"
-        ).fetchall()
-    by_day = {row[1]: row[2:] for row in rows}
-    assert by_day[DAY1] == (DAY1, cycle(3), cycle(3))  # named by the day-4 invalidation
-    assert by_day[cycle(1)] == (cycle(1), cycle(2), cycle(3))  # invalidated on day 3
-    assert by_day[cycle(4)] == (cycle(4), cycle(4), cycle(4))
+def test_full_refresh_equals_the_incremental_sequence(sequence: Sequence) -> None:
+    # Given five incremental cycles, when cycle 5 is rebuilt from scratch, then every row with
+    # any count is identical; only the incremental zero row of the vanished key is not rebuilt
+    assert non_zero(sequence.full_refresh) == non_zero(sequence.after[4])
+    assert set(sequence.after[4]) - set(sequence.full_refresh) == {("rent_c", cycle(1))}

@@ -7,8 +7,8 @@ emulator through its emulator-only write endpoint, laid out by the clicks contra
 simulator knows which rental every click was generated for, it can write the exact numbers each
 nightly cycle must produce (docs/simulator.md).
 
-Everything random comes from one ``random.Random(seed)`` and no wall clock, so a seed always gives
-the same rows, the same points and a byte-identical truth file.
+Everything random comes from one ``random.Random(seed)``, and nothing written depends on the wall
+clock, so a seed always gives the same rows, the same points and a byte-identical truth file.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import re
 import string
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -33,7 +34,7 @@ from psycopg import sql
 
 from loaders.contract import Contract, load_contract
 from loaders.db import connect, ensure_schemas
-from loaders.errors import ConfigError
+from loaders.errors import ConfigError, TerminalError
 from loaders.settings import Settings, project_dir
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,11 @@ IDLE_ROUTE_WEIGHT = 0.1  # a route without a rental still gets some stray clicks
 PARETO_ALPHA = 1.16  # the 80/20 shape: a few rentals get most clicks
 
 OLD_WORKER_SHARE = 0.08
-INVALIDATED_DAY_SHARE = 0.3
-INVALIDATION_DELAY_S = (DAY_S + HOUR_S, 6 * DAY_S)
+INVALIDATED_DAY_SHARE = 0.4
+# Whole days between a click hour and its invalidation, and their weights: most arrive within
+# the lookback, about a third beyond it. An hour to a day more is added, so every invalidation
+# lands 1 to 6 days after the clicks it names.
+INVALIDATION_DELAY_DAYS = ((1, 40), (2, 25), (3, 15), (4, 10), (5, 10))
 PROFILE_POOL = 4_096
 
 COUNTRIES = (
@@ -262,18 +266,10 @@ def simulate(
     start_s = _epoch(start)
     world = build_world(rng, start_s, days, rentals)
     write_system_of_record(settings, world)
-    log.info(
-        "app.* replaced: %d routes, %d renters, %d rentals",
-        len(world.routes), len(world.renters), len(world.rentals),
-    )  # fmt: skip
 
-    tally = Tally()
     if not append:
-        from loaders.emulators.ae_admin import reset
-
-        # Clicks of an earlier run would make this run's truth wrong, so the emulator starts empty.
-        reset(ae_base)
-        log.info("AE emulator reset at %s", ae_base)
+        _reset_emulator(ae_base)
+    tally = Tally()
     with _PointSink(ae_base, settings.ae_dataset, batch_points) as sink:
         traffic = Traffic(
             rng, world, policy=_read_policy(), contract=load_contract(), sink=sink, tally=tally
@@ -290,6 +286,14 @@ def simulate(
         result.points_per_second,
     )  # fmt: skip
     return result
+
+
+def _reset_emulator(ae_base: str) -> None:
+    from loaders.emulators.ae_admin import reset
+
+    # Clicks of an earlier run would make this run's truth wrong, so the emulator starts empty.
+    reset(ae_base)
+    log.info("AE emulator reset at %s", ae_base)
 
 
 def ae_base_url(ae_sql_url: str) -> str:
@@ -379,26 +383,40 @@ def _new_route(rng: random.Random, routes: list[Route], start_s: int, owners: in
 def _make_rentals(
     rng: random.Random, renters: list[Renter], *, start_s: int, end_s: int, wanted: int
 ) -> tuple[list[Route], list[Rental]]:
-    """Lay rentals end to end on each route's timeline: never overlapping, sometimes gapped."""
+    """Lay rentals end to end on each route's timeline: never overlapping, sometimes gapped.
+
+    The route whose timeline is furthest behind gets the next rental, and there are about as
+    many routes as fill the window with the rentals wanted, so the window stays busy to its end.
+    """
     owners = max(1, wanted // 12)
+    route_count = max(2, round(wanted * _MEAN_CYCLE_S / (end_s - start_s + DAY_S)))
     routes: list[Route] = []
     cursor: dict[str, int] = {}
     last_renter: dict[str, str] = {}
     rentals: list[Rental] = []
     while len(rentals) < wanted:
         open_routes = [route for route in routes if cursor[route.route_id] < end_s]
-        if not open_routes or len(routes) * 3 < wanted:
+        if not open_routes or len(routes) < route_count:
             route = _new_route(rng, routes, start_s, owners)
             cursor[route.route_id] = _first_start(rng, start_s, end_s)
         else:
-            route = open_routes[rng.randrange(len(open_routes))]
+            route = min(open_routes, key=lambda route: cursor[route.route_id])
         renter = _other_renter(rng, renters, last_renter.get(route.route_id))
         rental, next_start = _next_rental(rng, route, renter, cursor[route.route_id], end_s)
-        rental = Rental(**{**rental.__dict__, "rental_id": f"rl_{len(rentals) + 1:06d}"})
-        rentals.append(rental)
+        rentals.append(replace(rental, rental_id=f"rl_{len(rentals) + 1:06d}"))
         cursor[route.route_id] = next_start
         last_renter[route.route_id] = renter.renter_id
     return routes, _ensure_open_ended(rentals)
+
+
+def _log_uniform_mean(low: float, high: float) -> float:
+    return (high - low) / math.log(high / low)
+
+
+# A rental and the idle gap after it, on average: how much of a route's timeline one rental uses.
+_MEAN_CYCLE_S = _log_uniform_mean(MIN_RENTAL_S, MAX_RENTAL_S) + (
+    1 - RERENT_SHARE
+) * _log_uniform_mean(*IDLE_GAP_S)
 
 
 def _first_start(rng: random.Random, start_s: int, end_s: int) -> int:
@@ -440,7 +458,7 @@ def _ensure_open_ended(rentals: list[Rental]) -> list[Rental]:
     for position, rental in enumerate(rentals):
         last_on_route[rental.route_id] = position
     position = max(last_on_route.values(), key=lambda index: rentals[index].end_s or 0)
-    rentals[position] = Rental(**{**rentals[position].__dict__, "end_s": None, "status": "active"})
+    rentals[position] = replace(rentals[position], end_s=None, status="active")
     return rentals
 
 
@@ -475,6 +493,9 @@ def write_system_of_record(settings: Settings, world: World) -> None:
                     for row in rows:
                         copy.write_row(row)
         conn.commit()
+    log.info(
+        "app.* replaced: %d routes, %d renters, %d rentals", *map(len, (routes, renters, rentals))
+    )
 
 
 APP_COLUMNS = {
@@ -505,6 +526,7 @@ def _read_policy() -> Policy:
 
 def make_profiles(rng: random.Random, policy: Policy, contract: Contract) -> list[Profile]:
     """A pool of visitor shapes; each click draws one, which keeps the hot loop cheap."""
+    _check_vocabulary(contract)
     position = {name: contract.blob_position(name) - 1 for name in _PROFILE_BLOBS}
     countries, country_weights = zip(*COUNTRIES, strict=True)
     referrers, referrer_weights = zip(*REFERRERS, strict=True)
@@ -530,6 +552,20 @@ def make_profiles(rng: random.Random, policy: Policy, contract: Contract) -> lis
         invalid = flagged or bucket in policy.invalid_buckets or asn in policy.datacenter_asns
         profiles.append(Profile(fields, legacy, flagged, invalid))
     return profiles
+
+
+def _check_vocabulary(contract: Contract) -> None:
+    """The buckets and devices simulated here must be exactly the contract's."""
+    for name, simulated in (
+        ("bot_bucket", set(BUCKETS)),
+        ("device_class", {device for device, _ in HUMAN_DEVICES} | {"bot"}),
+    ):
+        allowed = set(contract.blob(name).values)
+        if simulated != allowed:
+            raise TerminalError(
+                f"the simulator's {name} values {sorted(simulated)} differ from the clicks "
+                f"contract's {sorted(allowed)}: update loaders/simulate.py to the contract"
+            )
 
 
 _PROFILE_BLOBS = (
@@ -591,6 +627,7 @@ class Traffic:
         self.profiles = make_profiles(rng, policy, contract)
         self.by_route = world.rentals_by_route()
         self.routes = {route.route_id: route for route in world.routes}
+        self.rentals = {rental.rental_id: rental for rental in world.rentals}
         self.pos = {blob.name: contract.blob_position(blob.name) - 1 for blob in contract.blobs}
 
     def run(self, start_s: int, days: int, clicks_per_day: int) -> None:
@@ -712,7 +749,6 @@ class Traffic:
             if valid > 0:
                 by_rental.setdefault(rental_id, []).append((hour_s, valid))
         self.tally.hour_valid.clear()
-        rentals = {rental.rental_id: rental for rental in self.world.rentals}
         for rental_id, hours in by_rental.items():
             if self.rng.random() >= INVALIDATED_DAY_SHARE:
                 continue
@@ -721,12 +757,14 @@ class Traffic:
                 hour_s, remaining = hours[slot]
                 if remaining <= 0:
                     continue
-                clicks = self.rng.randint(1, max(1, remaining // 4))
+                clicks = self.rng.randint(1, max(1, remaining // 2))
                 hours[slot] = (hour_s, remaining - clicks)
-                self._invalidation(rentals[rental_id], hour_s, clicks, day)
+                self._invalidation(self.rentals[rental_id], hour_s, clicks, day)
 
     def _invalidation(self, rental: Rental, hour_s: int, clicks: int, day: date) -> None:
-        written = hour_s + self.rng.randint(*INVALIDATION_DELAY_S)
+        days, weights = zip(*INVALIDATION_DELAY_DAYS, strict=True)
+        delay = self.rng.choices(days, weights)[0] * DAY_S + self.rng.randrange(HOUR_S, DAY_S)
+        written = hour_s + delay
         blobs, _ = self._templates(self.routes[rental.route_id], rental)
         blobs[self.pos["event_kind"]] = "invalidation"
         blobs[self.pos["original_click_at"]] = _utc(hour_s).strftime("%Y-%m-%dT%H:00:00Z")
@@ -758,27 +796,39 @@ def _segments(rentals: list[Rental], hour_s: int) -> Iterator[tuple[int, int, Re
 
 
 class _PointSink:
-    """Buffers points and writes them to the emulator in large batches over one connection."""
+    """Buffers points and writes them to the emulator in batches, one batch in flight.
+
+    A batch is posted from a worker thread while the next one is generated; waiting for the
+    previous batch before posting the next keeps the write order, and so the emulator's
+    contents, the same on every run.
+    """
 
     def __init__(self, ae_base: str, dataset: str, batch_points: int) -> None:
         self.ae_base, self.dataset, self.batch_points = ae_base, dataset, batch_points
         self.buffer: list[dict] = []
         self.written = 0
         self._client = httpx.Client(timeout=httpx.Timeout(300.0, connect=10.0))
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ae-points")
+        self._in_flight: Future[int] | None = None
+        self._in_flight_points = 0
 
     @property
     def pending(self) -> int:
-        """Points generated so far, written or still buffered."""
-        return self.written + len(self.buffer)
+        """Points generated so far: written, being written, or still buffered."""
+        return self.written + self._in_flight_points + len(self.buffer)
 
     def __enter__(self) -> _PointSink:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         try:
+            # After a failure, the batch in flight finishes but its outcome must not hide the
+            # first error.
             if exc_info[0] is None:
                 self.flush()
+                self._settle()
         finally:
+            self._writer.shutdown(wait=True)
             self._client.close()
 
     def maybe_flush(self) -> None:
@@ -790,11 +840,21 @@ class _PointSink:
             return
         from loaders.emulators.ae_admin import write_points
 
-        self.written += write_points(
-            self.ae_base, self.dataset, self.buffer, client=self._client,
-            batch_size=len(self.buffer),
+        self._settle()
+        batch, self.buffer = self.buffer, []
+        self._in_flight_points = len(batch)
+        self._in_flight = self._writer.submit(
+            write_points, self.ae_base, self.dataset, batch, client=self._client,
+            batch_size=len(batch),
         )  # fmt: skip
-        self.buffer = []
+
+    def _settle(self) -> None:
+        """Wait for the batch in flight; its error, if any, is raised here."""
+        if self._in_flight is None:
+            return
+        future, self._in_flight = self._in_flight, None
+        self.written += future.result()
+        self._in_flight_points = 0
 
 
 # -- the truth ----------------------------------------------------------------------------------

@@ -284,6 +284,19 @@ class PointError(ApiError):
         super().__init__(400, f"point {position}: {rule}; nothing was written")
 
 
+_POINTS_ENVELOPE = re.compile(rb'^\s*\{\s*"points"\s*:\s*(?=\[)')
+
+
+def points_array(body: bytes) -> bytes | None:
+    """The JSON array of a body shaped {"points": [...]}, or None for any other shape."""
+    head = _POINTS_ENVELOPE.match(body[:64])
+    tail = body.rstrip()
+    if not head or not tail.endswith(b"}"):
+        return None
+    array = tail[head.end() : -1].rstrip()
+    return array if array.endswith(b"]") else None
+
+
 def parse_points(body: bytes) -> list[list[Any]]:
     """Validate every point against AE's write limits; return rows ready for the engine."""
     try:
@@ -306,8 +319,8 @@ def _point_row(point: Any, position: int, now: int, stamps: dict[str, int]) -> l
     index = _index(point.get("indexes"), position)
     stamp = point.get("timestamp")
     epoch = now if stamp is None else _epoch(stamp, position, stamps)
-    return [epoch, _sample_interval(point.get("sample_interval", 1), position), index, blobs,
-            doubles]  # fmt: skip
+    interval = _sample_interval(point.get("sample_interval", 1), position)
+    return [epoch, interval, index, blobs, doubles]
 
 
 def _blobs(blobs: Any, position: int) -> list[str]:
@@ -392,11 +405,61 @@ def _insert_sql(dataset: str, path: Path) -> str:
     blobs = ", ".join(f"b[{n}]" for n in range(1, MAX_BLOBS + 1))
     doubles = ", ".join(f"d[{n}]" for n in range(1, MAX_DOUBLES + 1))
     structure = "t UInt32, si UInt32, i String, b Array(String), d Array(Float64)"
-    quoted_path = str(path).replace("\\", "\\\\").replace("'", "\\'")
+    source = _file_source(path, "JSONCompactEachRow", structure)
     # The dataset matched DATASET_NAME and the path is our own temp file: neither comes from SQL.
     return (
         f"INSERT INTO {DATABASE}.`{dataset}` SELECT '{dataset}', toDateTime(t), si, i, "  # noqa: S608
-        f"{blobs}, {doubles} FROM file('{quoted_path}', 'JSONCompactEachRow', '{structure}')"
+        f"{blobs}, {doubles} FROM {source}"
+    )
+
+
+_RAW_STRUCTURE = (
+    "blobs Array(Nullable(String)), doubles Array(Nullable(Float64)), "
+    "indexes Array(Nullable(String)), timestamp Nullable(String), sample_interval Nullable(Int64)"
+)
+_RAW_SETTINGS = (
+    "input_format_skip_unknown_fields = 1, input_format_json_read_numbers_as_strings = 0, "
+    "input_format_json_read_bools_as_numbers = 0, input_format_json_read_arrays_as_strings = 0, "
+    "input_format_json_read_objects_as_strings = 0, session_timezone = 'Etc/UTC'"
+)
+_RAW_EPOCH = "intDiv(toUnixTimestamp64Milli(parseDateTime64BestEffort(timestamp, 3, 'UTC')), 1000)"
+# The same limits as the Python checks, written once more in ClickHouse's dialect; the ISO
+# pattern is narrower than Python's parser, so an unusual stamp falls back rather than differs.
+_RAW_VALID = (
+    f"length(blobs) <= {MAX_BLOBS} AND length(doubles) <= {MAX_DOUBLES} "
+    "AND NOT arrayExists(x -> x IS NULL, doubles) "
+    "AND length(indexes) = 1 AND indexes[1] IS NOT NULL "
+    f"AND length(assumeNotNull(indexes[1])) <= {MAX_INDEX_BYTES} "
+    f"AND arraySum(arrayMap(b -> length(ifNull(b, '')), blobs)) <= {MAX_BLOB_BYTES} "
+    f"AND ifNull(sample_interval, 1) BETWEEN 1 AND {MAX_UINT32} "
+    "AND (timestamp IS NULL OR (match(timestamp, "
+    r"'^\\d{4}-\\d{2}-\\d{2}[T ]\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?(Z|[+-]\\d{2}:\\d{2})$') "
+    f"AND {_RAW_EPOCH} BETWEEN 0 AND {MAX_UINT32}))"
+)
+
+
+def _file_source(path: Path, fmt: str, structure: str) -> str:
+    quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
+    return f"file('{quoted}', '{fmt}', '{structure}')"
+
+
+def _raw_check_sql(path: Path) -> str:
+    source = _file_source(path, "JSONEachRow", _RAW_STRUCTURE)
+    return (
+        f"SELECT count(), countIf(NOT ({_RAW_VALID})) FROM {source} "  # noqa: S608
+        f"SETTINGS {_RAW_SETTINGS}"
+    )
+
+
+def _raw_insert_sql(dataset: str, path: Path) -> str:
+    blobs = ", ".join(f"ifNull(blobs[{n}], '')" for n in range(1, MAX_BLOBS + 1))
+    doubles = ", ".join(f"ifNull(doubles[{n}], 0)" for n in range(1, MAX_DOUBLES + 1))
+    stamp = f"toDateTime(if(timestamp IS NULL, toUnixTimestamp(now()), {_RAW_EPOCH}))"
+    source = _file_source(path, "JSONEachRow", _RAW_STRUCTURE)
+    return (
+        f"INSERT INTO {DATABASE}.`{dataset}` SELECT '{dataset}', {stamp}, "  # noqa: S608
+        f"ifNull(sample_interval, 1), assumeNotNull(indexes[1]), {blobs}, {doubles} "
+        f"FROM {source} SETTINGS {_RAW_SETTINGS}"
     )
 
 
@@ -448,6 +511,31 @@ class Engine:
         finally:
             path.unlink(missing_ok=True)
         return len(rows)
+
+    def write_raw(self, dataset: str, array: bytes) -> int | None:
+        """Validate and insert a JSON array of points inside ClickHouse, with no Python parse.
+
+        Answers None when ClickHouse cannot parse the array or any point breaks a limit: the
+        caller then validates in Python, which names the point and the rule.
+        """
+        handle, name = tempfile.mkstemp(suffix=".json", dir=self.home)
+        path = Path(name)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(array)
+            with self.lock:
+                try:
+                    counts = self._exec(_raw_check_sql(path)).decode().split()
+                except RuntimeError:
+                    return None
+                if counts[1] != "0":
+                    return None
+                self._exec(_table_ddl(dataset))
+                self.datasets.add(dataset)
+                self._exec(_raw_insert_sql(dataset, path))
+        finally:
+            path.unlink(missing_ok=True)
+        return int(counts[0])
 
     def reset(self) -> None:
         # DROP ... SYNC never returns inside chdb; the Atomic database frees the name at once
@@ -678,8 +766,11 @@ class Handler(BaseHTTPRequestHandler):
         if not DATASET_NAME.match(dataset):
             raise ApiError(400, f"dataset {dataset!r} is not a plain identifier")
         started = time.monotonic()
-        rows = parse_points(self._body())
-        written = self.state.engine.write(dataset, rows)
+        body = self._body()
+        array = points_array(body)
+        written = None if array is None else self.state.engine.write_raw(dataset, array)
+        if written is None:
+            written = self.state.engine.write(dataset, parse_points(body))
         seconds = max(time.monotonic() - started, 1e-9)
         log.info("wrote %d points to %s (%.0f points/s)", written, dataset, written / seconds)
         self._send_json(200, {"written": written})

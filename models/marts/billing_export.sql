@@ -22,6 +22,19 @@ billable as (
 
 ),
 
+-- usage lands on its own day; an adjustment lands in the open period, on its cycle
+stamped as (
+
+    select
+        *,
+        (
+            case when entry_kind = 'usage' then click_date else booked_cycle end
+            + time '12:00'
+        ) at time zone 'utc' as event_timestamp
+    from billable
+
+),
+
 final as (
 
     select
@@ -30,14 +43,13 @@ final as (
         click_date,
         entry_kind,
         stripe_customer_id,
+        -- noqa: disable=RF04
+        -- the export (loaders/export.py) codes against the column name value
         valid_clicks_delta as value,
-        -- usage lands on its own day; an adjustment lands in the open period, on its cycle
-        (
-            case when entry_kind = 'usage' then click_date else booked_cycle end
-            + time '12:00'
-        ) at time zone 'utc' as event_timestamp,
+        -- noqa: enable=RF04
+        event_timestamp,
         reason
-    from billable
+    from stamped
 
 )
 

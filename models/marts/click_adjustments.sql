@@ -37,38 +37,43 @@ invalidations as (
 
 ),
 
-{% if is_incremental() %}
-
 -- every entry booked before this cycle; this cycle's own entries are being replaced
 earlier_entries as (
 
-    select * from {{ this }}
-    where booked_cycle < {{ run_date_literal() }}
+    {% if is_incremental() %}
+        select
+            rental_id,
+            click_date,
+            booked_cycle,
+            renter_id,
+            route_id,
+            owner_id,
+            total_clicks_delta,
+            invalid_clicks_delta,
+            givt_clicks_delta,
+            sivt_clicks_delta,
+            late_invalidated_clicks_delta,
+            valid_clicks_delta
+        from {{ this }}
+        where booked_cycle < {{ run_date_literal() }}
+    {% else %}
+        select
+            null::text as rental_id,
+            null::date as click_date,
+            null::date as booked_cycle,
+            null::text as renter_id,
+            null::text as route_id,
+            null::text as owner_id,
+            null::bigint as total_clicks_delta,
+            null::bigint as invalid_clicks_delta,
+            null::bigint as givt_clicks_delta,
+            null::bigint as sivt_clicks_delta,
+            null::bigint as late_invalidated_clicks_delta,
+            null::bigint as valid_clicks_delta
+        where false
+    {% endif %}
 
 ),
-
-{% else %}
-
-earlier_entries as (
-
-    select
-        null::text as rental_id,
-        null::date as click_date,
-        null::date as booked_cycle,
-        null::text as renter_id,
-        null::text as route_id,
-        null::text as owner_id,
-        null::bigint as total_clicks_delta,
-        null::bigint as invalid_clicks_delta,
-        null::bigint as givt_clicks_delta,
-        null::bigint as sivt_clicks_delta,
-        null::bigint as late_invalidated_clicks_delta,
-        null::bigint as valid_clicks_delta
-    where false
-
-),
-
-{% endif %}
 
 booked_so_far as (
 
@@ -95,6 +100,7 @@ booked_so_far as (
 compared as (
 
     select
+        booked_so_far.last_booked_cycle,
         coalesce(rollups.rental_id, booked_so_far.rental_id) as rental_id,
         coalesce(rollups.click_date, booked_so_far.click_date) as click_date,
         coalesce(rollups.route_id, booked_so_far.route_id) as route_id,
@@ -113,8 +119,7 @@ compared as (
         coalesce(rollups.valid_clicks, 0)
         - coalesce(booked_so_far.valid_clicks, 0) as valid_clicks_delta,
         coalesce(rollups.is_estimated, false) as is_estimated,
-        booked_so_far.rental_id is null as is_first_booking,
-        booked_so_far.last_booked_cycle
+        booked_so_far.rental_id is null as is_first_booking
     from rollups
     full outer join booked_so_far
         on
@@ -198,7 +203,7 @@ classified as (
         ) as invalidation_codes,
         -- new clicks may bring invalid clicks of their own: only a move the new clicks cannot
         -- explain (outside 0 .. total delta, per category) is the policy judging old clicks anew
-        not (
+        not coalesce(
             changed.invalid_clicks_delta
             between least(0, changed.total_clicks_delta)
             and greatest(0, changed.total_clicks_delta)
@@ -207,14 +212,15 @@ classified as (
             and greatest(0, changed.total_clicks_delta)
             and changed.sivt_clicks_delta
             between least(0, changed.total_clicks_delta)
-            and greatest(0, changed.total_clicks_delta)
+            and greatest(0, changed.total_clicks_delta),
+            false
         ) as is_policy_change
     from changed
-    left join new_invalidation_codes
+    left outer join new_invalidation_codes
         on
             changed.rental_id = new_invalidation_codes.rental_id
             and changed.click_date = new_invalidation_codes.click_date
-    left join all_invalidation_codes
+    left outer join all_invalidation_codes
         on
             changed.rental_id = all_invalidation_codes.rental_id
             and changed.click_date = all_invalidation_codes.click_date
@@ -285,7 +291,7 @@ final as (
         cast('{{ run_started_at.isoformat() }}' as timestamptz) as booked_at,
         '{{ invocation_id }}'::text as invocation_id
     from reasoned
-    left join renters
+    left outer join renters
         on reasoned.renter_id = renters.renter_id
 
 )

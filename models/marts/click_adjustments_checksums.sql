@@ -9,7 +9,7 @@
         full_refresh=false,
         on_schema_change='fail',
         indexes=[
-            {'columns': ['booked_cycle', 'version'], 'unique': true},
+            {'columns': ['booked_cycle', 'checksum_version'], 'unique': true},
         ],
     )
 }}
@@ -20,27 +20,23 @@ with entries as (
 
 ),
 
-{% if is_incremental() %}
-
 recorded as (
 
-    select * from {{ this }}
+    {% if is_incremental() %}
+        select
+            booked_cycle,
+            checksum_version,
+            entries_checksum
+        from {{ this }}
+    {% else %}
+        select
+            null::date as booked_cycle,
+            null::integer as checksum_version,
+            null::text as entries_checksum
+        where false
+    {% endif %}
 
 ),
-
-{% else %}
-
-recorded as (
-
-    select
-        null::date as booked_cycle,
-        null::integer as version,
-        null::text as checksum
-    where false
-
-),
-
-{% endif %}
 
 -- the cycle being run, even when it booked nothing, and any booked cycle without a record
 -- (its build stopped between the ledger and this model)
@@ -52,7 +48,7 @@ cycles_to_record as (
 
     select entries.booked_cycle
     from entries
-    left join recorded
+    left outer join recorded
         on entries.booked_cycle = recorded.booked_cycle
     where recorded.booked_cycle is null
 
@@ -64,9 +60,9 @@ computed as (
         cycles_to_record.booked_cycle,
         count(entries.rental_id) as entry_count,
         coalesce(sum(entries.valid_clicks_delta), 0) as valid_clicks_delta_sum,
-        {{ ledger_entry_checksum('entries') }} as checksum
+        {{ ledger_entry_checksum('entries') }} as entries_checksum
     from cycles_to_record
-    left join entries
+    left outer join entries
         on cycles_to_record.booked_cycle = entries.booked_cycle
     group by cycles_to_record.booked_cycle
 
@@ -76,10 +72,10 @@ latest_recorded as (
 
     select distinct on (booked_cycle)
         booked_cycle,
-        version,
-        checksum
+        checksum_version,
+        entries_checksum
     from recorded
-    order by booked_cycle asc, version desc
+    order by booked_cycle asc, checksum_version desc
 
 ),
 
@@ -93,19 +89,19 @@ new_versions as (
 
     select
         computed.booked_cycle::date as booked_cycle,
-        (coalesce(latest_recorded.version, 0) + 1)::integer as version,
+        (coalesce(latest_recorded.checksum_version, 0) + 1)::integer as checksum_version,
         computed.entry_count::bigint as entry_count,
         computed.valid_clicks_delta_sum::bigint as valid_clicks_delta_sum,
-        computed.checksum::text as checksum,
+        computed.entries_checksum::text as entries_checksum,
         -- a replay re-books a cycle older than the newest one recorded
         coalesce(computed.booked_cycle < newest_recorded.booked_cycle, false) as is_replay,
         cast('{{ run_started_at.isoformat() }}' as timestamptz) as recorded_at,
         '{{ invocation_id }}'::text as invocation_id
     from computed
     cross join newest_recorded
-    left join latest_recorded
+    left outer join latest_recorded
         on computed.booked_cycle = latest_recorded.booked_cycle
-    where latest_recorded.checksum is distinct from computed.checksum
+    where latest_recorded.entries_checksum is distinct from computed.entries_checksum
 
 )
 

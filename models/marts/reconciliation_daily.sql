@@ -213,6 +213,7 @@ joined as (
 
     select
         days.click_date,
+        stripe_by_event_day.stripe_event_day_value,
         coalesce(landed_by_day.landed_clicks, 0) as landed_clicks,
         coalesce(attributed_by_day.attributed_clicks, 0) as attributed_clicks,
         coalesce(unattributed_by_day.unattributed_clicks, 0) as unattributed_clicks,
@@ -233,7 +234,6 @@ joined as (
         coalesce(exported_by_click_day.cycle_exported_valid_clicks, 0)
             as cycle_exported_valid_clicks,
         coalesce(exported_by_event_day.exported_event_day_value, 0) as exported_event_day_value,
-        stripe_by_event_day.stripe_event_day_value,
         -- Stripe is compared only once it was asked after the day's last accepted event
         stripe_by_event_day.event_date is not null
         and (
@@ -244,25 +244,25 @@ joined as (
         coalesce(rollups_by_day.estimated_rental_days, 0) as estimated_rental_days,
         coalesce(rollups_by_day.estimated_valid_clicks, 0) as estimated_valid_clicks
     from days
-    left join landed_by_day
+    left outer join landed_by_day
         on days.click_date = landed_by_day.click_date
-    left join attributed_by_day
+    left outer join attributed_by_day
         on days.click_date = attributed_by_day.click_date
-    left join unattributed_by_day
+    left outer join unattributed_by_day
         on days.click_date = unattributed_by_day.click_date
-    left join rejected_by_day
+    left outer join rejected_by_day
         on days.click_date = rejected_by_day.click_date
-    left join invalidations_by_day
+    left outer join invalidations_by_day
         on days.click_date = invalidations_by_day.click_date
-    left join rollups_by_day
+    left outer join rollups_by_day
         on days.click_date = rollups_by_day.click_date
-    left join ledger_by_day
+    left outer join ledger_by_day
         on days.click_date = ledger_by_day.click_date
-    left join exported_by_click_day
+    left outer join exported_by_click_day
         on days.click_date = exported_by_click_day.click_date
-    left join exported_by_event_day
+    left outer join exported_by_event_day
         on days.click_date = exported_by_event_day.event_date
-    left join stripe_by_event_day
+    left outer join stripe_by_event_day
         on days.click_date = stripe_by_event_day.event_date
 
 ),

@@ -113,13 +113,31 @@ exported_by_rental_day as (
 
 rental_days as (
 
-    select rental_id, click_date from rollups
+    select
+        rental_id,
+        click_date
+    from rollups
+
     union
-    select rental_id, click_date from attributed_by_rental_day
+
+    select
+        rental_id,
+        click_date
+    from attributed_by_rental_day
+
     union
-    select rental_id, click_date from ledger_by_rental_day
+
+    select
+        rental_id,
+        click_date
+    from ledger_by_rental_day
+
     union
-    select rental_id, click_date from exported_by_rental_day
+
+    select
+        rental_id,
+        click_date
+    from exported_by_rental_day
 
 ),
 
@@ -128,8 +146,8 @@ joined as (
     select
         rental_days.rental_id,
         rental_days.click_date,
-        coalesce(rollups.renter_id, ledger_by_rental_day.renter_id) as renter_id,
         ledger_by_rental_day.cycle_stripe_customer_id,
+        coalesce(rollups.renter_id, ledger_by_rental_day.renter_id) as renter_id,
         coalesce(attributed_by_rental_day.attributed_clicks, 0) as attributed_clicks,
         coalesce(rollups.total_clicks, 0) as rollup_total_clicks,
         coalesce(invalidations_by_rental_day.attributed_invalidated_clicks, 0)
@@ -150,23 +168,23 @@ joined as (
         coalesce(ledger_by_rental_day.is_booked_in_cycle, false) as is_booked_in_cycle,
         coalesce(rollups.is_estimated, false) as is_estimated
     from rental_days
-    left join rollups
+    left outer join rollups
         on
             rental_days.rental_id = rollups.rental_id
             and rental_days.click_date = rollups.click_date
-    left join attributed_by_rental_day
+    left outer join attributed_by_rental_day
         on
             rental_days.rental_id = attributed_by_rental_day.rental_id
             and rental_days.click_date = attributed_by_rental_day.click_date
-    left join invalidations_by_rental_day
+    left outer join invalidations_by_rental_day
         on
             rental_days.rental_id = invalidations_by_rental_day.rental_id
             and rental_days.click_date = invalidations_by_rental_day.click_date
-    left join ledger_by_rental_day
+    left outer join ledger_by_rental_day
         on
             rental_days.rental_id = ledger_by_rental_day.rental_id
             and rental_days.click_date = ledger_by_rental_day.click_date
-    left join exported_by_rental_day
+    left outer join exported_by_rental_day
         on
             rental_days.rental_id = exported_by_rental_day.rental_id
             and rental_days.click_date = exported_by_rental_day.click_date

@@ -21,6 +21,6 @@ select
     rentals.rental_status,
     entries.valid_clicks_delta
 from entries
-left join rentals
+left outer join rentals
     on entries.rental_id = rentals.rental_id
 where entries.valid_clicks_delta <> 0 and entries.stripe_customer_id is null

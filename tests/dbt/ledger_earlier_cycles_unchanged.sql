@@ -19,10 +19,10 @@ latest_recorded as (
 
     select distinct on (booked_cycle)
         booked_cycle,
-        version,
-        checksum
+        checksum_version,
+        entries_checksum
     from recorded
-    order by booked_cycle asc, version desc
+    order by booked_cycle asc, checksum_version desc
 
 ),
 
@@ -38,9 +38,9 @@ recomputed as (
 
     select
         cycles.booked_cycle,
-        {{ ledger_entry_checksum('entries') }} as checksum
+        {{ ledger_entry_checksum('entries') }} as entries_checksum
     from cycles
-    left join entries
+    left outer join entries
         on cycles.booked_cycle = entries.booked_cycle
     group by cycles.booked_cycle
 
@@ -48,10 +48,10 @@ recomputed as (
 
 select
     recomputed.booked_cycle,
-    latest_recorded.version,
-    latest_recorded.checksum as recorded_checksum,
-    recomputed.checksum as current_checksum
+    latest_recorded.checksum_version,
+    latest_recorded.entries_checksum as recorded_checksum,
+    recomputed.entries_checksum as current_checksum
 from recomputed
-left join latest_recorded
+left outer join latest_recorded
     on recomputed.booked_cycle = latest_recorded.booked_cycle
-where recomputed.checksum is distinct from latest_recorded.checksum
+where recomputed.entries_checksum is distinct from latest_recorded.entries_checksum

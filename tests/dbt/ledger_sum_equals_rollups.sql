@@ -34,10 +34,10 @@ ledger_sums as (
 compared as (
 
     select
-        coalesce(rollups.rental_id, ledger_sums.rental_id) as rental_id,
-        coalesce(rollups.click_date, ledger_sums.click_date) as click_date,
         rollups.valid_clicks as rollup_valid_clicks,
         ledger_sums.valid_clicks as ledger_valid_clicks,
+        coalesce(rollups.rental_id, ledger_sums.rental_id) as rental_id,
+        coalesce(rollups.click_date, ledger_sums.click_date) as click_date,
         (
             coalesce(rollups.total_clicks, 0),
             coalesce(rollups.invalid_clicks, 0),

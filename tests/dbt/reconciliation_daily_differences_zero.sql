@@ -2,7 +2,17 @@
 -- landed = attributed + unattributed + rejected, attributed = rollups, invalidations = rollups,
 -- rollups = ledger, earlier cycles fully exported, and sent = Stripe once Stripe can be
 -- compared. The cycle's own export being outstanding is not a failure (not_exported_yet).
-select *
+select
+    run_date,
+    click_date,
+    status,
+    landed_minus_attribution,
+    attributed_minus_rollup,
+    invalidations_minus_rollup,
+    rollup_minus_ledger_total,
+    rollup_minus_ledger_valid,
+    ledger_minus_exported_before_cycle,
+    exported_minus_stripe
 from {{ ref('reconciliation_daily') }}
 where
     run_date = {{ run_date_literal() }}

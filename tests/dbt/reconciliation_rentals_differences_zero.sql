@@ -1,7 +1,16 @@
 -- Asserts: in the cycle run_date, every rental-day agrees from attribution to export:
 -- attributed = rollups, invalidations = rollups, rollups = ledger, and every earlier cycle's
 -- entries were sent. The cycle's own export being outstanding is not a failure.
-select *
+select
+    run_date,
+    rental_id,
+    click_date,
+    status,
+    attributed_minus_rollup,
+    invalidations_minus_rollup,
+    rollup_minus_ledger_total,
+    rollup_minus_ledger_valid,
+    ledger_minus_exported_before_cycle
 from {{ ref('reconciliation_rentals') }}
 where
     run_date = {{ run_date_literal() }}

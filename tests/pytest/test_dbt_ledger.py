@@ -7,12 +7,11 @@ never read back from the models.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -21,8 +20,8 @@ import pytest
 from loaders.settings import Settings, libpq_env
 
 REPO = Path(__file__).resolve().parents[2]
-UTC = timezone.utc
 HUMAN_ASN = "64500"  # a documentation ASN no IVT policy seed lists
+ROUTE_RENTER = {"r_a": ("ro_a", "u_a"), "r_b": ("ro_b", "u_b")}
 
 RentalDay = tuple[str, date]
 
@@ -38,9 +37,9 @@ class Truth:
         """(total, valid) per rental-day as cycle `cycle` must bill it."""
         latest: dict[tuple[datetime, str], tuple[int, date, int, int]] = {}
         for (order, hour, rental), (landed_for, total, invalid) in self.clicks.items():
-            if landed_for <= cycle and hour < _day_end(cycle):
-                if (hour, rental) not in latest or latest[(hour, rental)][0] < order:
-                    latest[(hour, rental)] = (order, landed_for, total, invalid)
+            seen = landed_for <= cycle and hour < _day_end(cycle)
+            if seen and ((hour, rental) not in latest or latest[(hour, rental)][0] < order):
+                latest[(hour, rental)] = (order, landed_for, total, invalid)
         sums: dict[RentalDay, list[int]] = defaultdict(lambda: [0, 0])
         for (hour, rental), (_, _, total, invalid) in latest.items():
             sums[(rental, hour.date())][0] += total
@@ -75,7 +74,8 @@ def db(fresh_db: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
             )
         for route, renter in (("ro_a", "u_a"), ("ro_b", "u_b")):
             conn.execute(
-                "insert into app.routes (route_id, owner_id, host, path) values (%s, 'o_1', %s, '/')",
+                "insert into app.routes (route_id, owner_id, host, path)"
+                " values (%s, 'o_1', %s, '/')",
                 (route, f"{route}.example"),
             )
             add_rental(conn, f"r_{route[-1]}", route, renter, datetime(2026, 10, 1, tzinfo=UTC))
@@ -103,53 +103,81 @@ def _new_load(conn: psycopg.Connection, start: datetime) -> uuid.UUID:
     return load_id
 
 
-def land_clicks(
-    conn: psycopg.Connection,
-    truth: Truth,
-    cycle: date,
-    hour: datetime,
-    rental: str,
-    clicks: int,
-    invalid: int = 0,
-    asn: str = HUMAN_ASN,
-) -> None:
-    """Land (or land again) one hour of one rental, as the loader replaces a slice."""
-    route, renter = ("ro_a", "u_a") if rental == "r_a" else ("ro_b", "u_b")
-    conn.execute("delete from raw.ae_clicks_hourly where click_hour = %s", (hour,))
-    load_id = _new_load(conn, hour)
-    conn.execute(
-        "insert into raw.ae_clicks_hourly (load_id, slice_start, slice_end, click_hour, route_id,"
-        " renter_id, rental_id, owner_id, country, asn, bot_bucket, referrer_domain,"
-        " device_class, clicks, invalid_clicks, sampled_rows, max_sample_interval)"
-        " values (%s, %s, %s, %s, %s, %s, %s, 'o_1', 'DE', %s, 'likely_human', 'ref.example',"
-        " 'desktop', %s, %s, %s, 1)",
-        (load_id, hour, hour + timedelta(hours=1), hour, route, renter, rental, asn, clicks,
-         invalid, max(clicks, 1)),
-    )
-    truth.clicks[(len(truth.clicks), hour, rental)] = (cycle, clicks, invalid)
+@dataclass
+class Landing:
+    """Writes raw.* as the loader would, and records the same facts in the truth."""
 
+    conn: psycopg.Connection
+    truth: Truth
 
-def land_invalidation(
-    conn: psycopg.Connection,
-    truth: Truth,
-    cycle: date,
-    written: datetime,
-    clicked: datetime,
-    rental: str,
-    reason: str,
-    count: int,
-) -> None:
-    route, renter = ("ro_a", "u_a") if rental == "r_a" else ("ro_b", "u_b")
-    load_id = _new_load(conn, written)
-    conn.execute(
-        "insert into raw.ae_invalidations_hourly (load_id, slice_start, slice_end, written_hour,"
-        " original_click_hour, route_id, renter_id, rental_id, owner_id, invalidation_reason,"
-        " invalidated_clicks, sampled_rows, max_sample_interval)"
-        " values (%s, %s, %s, %s, %s, %s, %s, %s, 'o_1', %s, %s, %s, 1)",
-        (load_id, written, written + timedelta(hours=1), written, clicked, route, renter,
-         rental, reason, count, count),
-    )
-    truth.invalidations.append((cycle, written, rental, clicked.date(), count))
+    def clicks(
+        self,
+        cycle: date,
+        hour: datetime,
+        rental: str,
+        clicks: int,
+        *,
+        invalid: int = 0,
+        asn: str = HUMAN_ASN,
+    ) -> None:
+        """Land (or land again) one hour; one rental per hour, as a re-landing replaces it."""
+        route, renter = ROUTE_RENTER[rental]
+        self.conn.execute("delete from raw.ae_clicks_hourly where click_hour = %s", (hour,))
+        load_id = _new_load(self.conn, hour)
+        self.conn.execute(
+            "insert into raw.ae_clicks_hourly (load_id, slice_start, slice_end, click_hour,"
+            " route_id, renter_id, rental_id, owner_id, country, asn, bot_bucket,"
+            " referrer_domain, device_class, clicks, invalid_clicks, sampled_rows,"
+            " max_sample_interval) values (%s, %s, %s, %s, %s, %s, %s, 'o_1', 'DE', %s,"
+            " 'likely_human', 'ref.example', 'desktop', %s, %s, %s, 1)",
+            (
+                load_id,
+                hour,
+                hour + timedelta(hours=1),
+                hour,
+                route,
+                renter,
+                rental,
+                asn,
+                clicks,
+                invalid,
+                max(clicks, 1),
+            ),
+        )
+        self.truth.clicks[(len(self.truth.clicks), hour, rental)] = (cycle, clicks, invalid)
+
+    def invalidation(
+        self,
+        cycle: date,
+        written: datetime,
+        clicked: datetime,
+        rental: str,
+        *,
+        reason: str,
+        count: int,
+    ) -> None:
+        route, renter = ROUTE_RENTER[rental]
+        load_id = _new_load(self.conn, written)
+        self.conn.execute(
+            "insert into raw.ae_invalidations_hourly (load_id, slice_start, slice_end,"
+            " written_hour, original_click_hour, route_id, renter_id, rental_id, owner_id,"
+            " invalidation_reason, invalidated_clicks, sampled_rows, max_sample_interval)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, 'o_1', %s, %s, %s, 1)",
+            (
+                load_id,
+                written,
+                written + timedelta(hours=1),
+                written,
+                clicked,
+                route,
+                renter,
+                rental,
+                reason,
+                count,
+                count,
+            ),
+        )
+        self.truth.invalidations.append((cycle, written, rental, clicked.date(), count))
 
 
 @dataclass
@@ -202,6 +230,14 @@ def export_cycle(conn: psycopg.Connection, cycle: date) -> int:
     ).rowcount
 
 
+def _ops_columns(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute(
+        "select table_name, column_name, data_type, is_nullable, column_default"
+        " from information_schema.columns where table_schema = 'ops'"
+        " and table_name in ('dbt_invocations', 'dbt_node_results') order by 1, ordinal_position"
+    ).fetchall()
+
+
 def nonzero(state: dict[RentalDay, tuple[int, int]]) -> dict[RentalDay, tuple[int, int]]:
     return {key: value for key, value in state.items() if value != (0, 0)}
 
@@ -209,28 +245,28 @@ def nonzero(state: dict[RentalDay, tuple[int, int]]) -> dict[RentalDay, tuple[in
 NOV = {day: date(2026, 11, day) for day in range(1, 8)}
 
 
-def land_week(conn: psycopg.Connection, truth: Truth) -> dict[date, callable]:
+def land_week(land: Landing) -> dict[date, Callable[[], None]]:
     """The landings that arrive before each cycle: late clicks, late invalidations."""
 
     def before_3() -> None:
-        land_clicks(conn, truth, NOV[3], _hour(NOV[2], 10), "r_a", 10, invalid=2)
-        land_clicks(conn, truth, NOV[3], _hour(NOV[3], 9), "r_a", 5)
-        land_clicks(conn, truth, NOV[3], _hour(NOV[3], 14), "r_b", 8)
+        land.clicks(NOV[3], _hour(NOV[2], 10), "r_a", 10, invalid=2)
+        land.clicks(NOV[3], _hour(NOV[3], 9), "r_a", 5)
+        land.clicks(NOV[3], _hour(NOV[3], 14), "r_b", 8)
 
     def before_4() -> None:
         # two late clicks of an hour already billed, and a model verdict on that hour
-        land_clicks(conn, truth, NOV[4], _hour(NOV[3], 9), "r_a", 7)
-        land_invalidation(
-            conn, truth, NOV[4], _hour(NOV[4], 8), _hour(NOV[3], 9), "r_a", "sivt_model", 3
+        land.clicks(NOV[4], _hour(NOV[3], 9), "r_a", 7)
+        land.invalidation(
+            NOV[4], _hour(NOV[4], 8), _hour(NOV[3], 9), "r_a", reason="sivt_model", count=3
         )
-        land_clicks(conn, truth, NOV[4], _hour(NOV[4], 11), "r_b", 6)
+        land.clicks(NOV[4], _hour(NOV[4], 11), "r_b", 6)
 
     def before_5() -> None:
         # an invalidation of a day outside the lookback (2 Nov in cycle 5 Nov): cycle rule 3
-        land_invalidation(
-            conn, truth, NOV[5], _hour(NOV[5], 10), _hour(NOV[2], 10), "r_a", "givt_datacenter", 1
+        land.invalidation(
+            NOV[5], _hour(NOV[5], 10), _hour(NOV[2], 10), "r_a", reason="givt_datacenter", count=1
         )
-        land_clicks(conn, truth, NOV[5], _hour(NOV[5], 7), "r_a", 4)
+        land.clicks(NOV[5], _hour(NOV[5], 7), "r_a", 4)
 
     return {NOV[3]: before_3, NOV[4]: before_4, NOV[5]: before_5}
 
@@ -239,7 +275,7 @@ def test_ledger_equals_truth_after_every_cycle_and_reruns_change_nothing(db: str
     # given a week of landings with late clicks and late invalidations
     truth = Truth()
     with psycopg.connect(db, autocommit=True) as conn:
-        steps = land_week(conn, truth)
+        steps = land_week(Landing(conn, truth))
 
         # when each cycle is built and exported in order
         for cycle, land in steps.items():
@@ -267,7 +303,7 @@ def test_older_cycle_is_refused_then_replayed_in_order(db: str) -> None:
     # given three cycles booked and exported
     truth = Truth()
     with psycopg.connect(db, autocommit=True) as conn:
-        for cycle, land in land_week(conn, truth).items():
+        for cycle, land in land_week(Landing(conn, truth)).items():
             land()
             assert dbt_build(cycle).success
             export_cycle(conn, cycle)
@@ -293,13 +329,17 @@ def test_older_cycle_is_refused_then_replayed_in_order(db: str) -> None:
 
 def test_policy_change_books_adjustments_in_its_own_cycle_only(db: str) -> None:
     # given two cycles of clicks from one ASN the policy does not list
-    truth = Truth()
     with psycopg.connect(db, autocommit=True) as conn:
-        land_clicks(conn, truth, NOV[3], _hour(NOV[1], 9), "r_a", 9)
-        land_clicks(conn, truth, NOV[3], _hour(NOV[3], 9), "r_a", 10)
+        # and a database where the Python side never created ops: dbt's hook must do it
+        ops_columns = _ops_columns(conn)
+        conn.execute("drop schema ops cascade")
+        land = Landing(conn, Truth())
+        land.clicks(NOV[3], _hour(NOV[1], 9), "r_a", 9)
+        land.clicks(NOV[3], _hour(NOV[3], 9), "r_a", 10)
         assert dbt_build(NOV[3]).success
+        assert _ops_columns(conn) == ops_columns
         export_cycle(conn, NOV[3])
-        land_clicks(conn, truth, NOV[4], _hour(NOV[4], 9), "r_a", 6)
+        land.clicks(NOV[4], _hour(NOV[4], 9), "r_a", 6)
         before = ledger_entries(conn)
 
         # when the data-centre list gains that ASN before cycle 4 Nov
@@ -333,9 +373,8 @@ def test_bad_input_skips_billing_export_and_records_the_blocking_test(
     db: str, case: str, failing_test: str
 ) -> None:
     # given a cycle with billable usage and one bad input
-    truth = Truth()
     with psycopg.connect(db, autocommit=True) as conn:
-        land_clicks(conn, truth, NOV[3], _hour(NOV[3], 9), "r_a", 10)
+        Landing(conn, Truth()).clicks(NOV[3], _hour(NOV[3], 9), "r_a", 10)
         if case.startswith("renter"):
             conn.execute("update app.renters set stripe_customer_id = null where renter_id = 'u_a'")
         else:

@@ -1,5 +1,7 @@
 """dbt's click_rollups over the real embedded Postgres, cycle by cycle.
 
+Cycles are named by their day: cycle 1 is run_date 2026-11-01 (offset 0), cycle 5 is 2026-11-05.
+
 Raw landing rows are written here and the expected rollups computed here, in Python, from the
 same rows and the rules of docs/architecture.md (cycle cut, lookback, attribution, IVT policy).
 dbt runs as a subprocess with the fresh database's PG* variables and its own target directory,
@@ -143,7 +145,8 @@ def make_world() -> World:
 def write_app(conn: psycopg.Connection, world: World) -> None:
     for route_id in sorted({rental.route_id for rental in world.rentals}):
         conn.execute(
-            "insert into app.routes (route_id, owner_id, host, path) values (%s, 'owner_1', %s, %s)",
+            "insert into app.routes (route_id, owner_id, host, path)"
+            " values (%s, 'owner_1', %s, %s)",
             (route_id, "go.example", f"/{route_id}"),
         )
     for renter_id in sorted({rental.renter_id for rental in world.rentals}):
@@ -395,18 +398,19 @@ def test_a_day_outside_the_lookback_takes_a_new_invalidation(sequence: Sequence)
 
 
 @pytest.mark.parametrize(
-    ("day", "first_seen", "last_changed", "built", "why"),
+    ("day", "first_seen_changed_built", "why"),
     [
-        (DAY1, DAY1, cycle(3), cycle(3), "named by the invalidation written on day 4"),
-        (cycle(1), cycle(1), cycle(2), cycle(3), "invalidated on day 3, last in lookback 4"),
-        (cycle(4), cycle(4), cycle(4), cycle(4), "built once"),
+        (DAY1, (DAY1, cycle(3), cycle(3)), "named by the invalidation written on day 4"),
+        (cycle(1), (cycle(1), cycle(2), cycle(3)), "invalidated on day 3, last in lookback 4"),
+        (cycle(4), (cycle(4), cycle(4), cycle(4)), "built once"),
     ],
 )
 def test_history_columns(
-    sequence: Sequence, day: date, first_seen: date, last_changed: date, built: date, why: str
+    sequence: Sequence, day: date, first_seen_changed_built: tuple[date, date, date], why: str
 ) -> None:
-    # Given five cycles, then rent_a's day carries when it was first built, changed and built
-    assert sequence.history[day] == (first_seen, last_changed, built), why
+    # Given five cycles, then rent_a's day carries the cycles that first built it, last changed
+    # a count and last built it
+    assert sequence.history[day] == first_seen_changed_built, why
 
 
 def test_full_refresh_equals_the_incremental_sequence(sequence: Sequence) -> None:
@@ -414,3 +418,40 @@ def test_full_refresh_equals_the_incremental_sequence(sequence: Sequence) -> Non
     # any count is identical; only the incremental zero row of the vanished key is not rebuilt
     assert non_zero(sequence.full_refresh) == non_zero(sequence.after[4])
     assert set(sequence.after[4]) - set(sequence.full_refresh) == {("rent_c", cycle(1))}
+
+
+# --- End to end: simulator -> AE emulator -> loader -> dbt -------------------------------------
+
+E2E_START = date(2026, 11, 1)
+E2E_DAYS = 4
+
+
+def test_simulated_fortnight_matches_the_simulators_truth(
+    fresh_db: Settings, ae_reset: str, tmp_path: Path
+) -> None:
+    # Given a small simulated world: sampled heavy hitters, older Workers, late invalidations
+    from loaders.landing import load_window
+    from loaders.simulate import read_truth, simulate
+
+    truth_path = tmp_path / "truth.csv"
+    simulate(
+        fresh_db, start=E2E_START, days=E2E_DAYS, rentals=8, seed=11, truth_path=truth_path,
+        clicks_per_day=800,
+    )  # fmt: skip
+    truth: dict[date, dict[tuple[str, date], tuple]] = {}
+    for row in read_truth(truth_path):
+        truth.setdefault(row.cycle_date, {})[(row.rental_id, row.click_date)] = (
+            row.total_clicks, row.invalid_clicks, row.late_invalidated_clicks, row.valid_clicks,
+            row.is_estimated,
+        )  # fmt: skip
+    assert any(value[4] for value in truth[max(truth)].values()), "no estimated row simulated"
+    assert any(value[2] for value in truth[max(truth)].values()), "no late invalidation"
+
+    for offset in range(E2E_DAYS):
+        # When each night lands its day and builds its cycle
+        day = E2E_START + timedelta(days=offset)
+        load_window(fresh_db, at(day), at(day + timedelta(days=1)), slice_hours=24)
+        build(fresh_db, tmp_path, day)
+
+        # Then click_rollups is the simulator's truth for that cycle, estimated rows included
+        assert non_zero(rollups(fresh_db)) == truth[day], f"cycle {day}"

@@ -16,13 +16,13 @@ renamed as (
         event_name,
         value,
         event_timestamp,
-        (event_timestamp at time zone 'utc')::date as event_date,
         revision,
         status as export_status,
-        status = 'sent' as is_sent,
         attempts,
         created_at,
-        sent_at
+        sent_at,
+        (event_timestamp at time zone 'utc')::date as event_date,
+        status = 'sent' as is_sent
     from exports
 
 )

@@ -212,6 +212,13 @@ class TruthRow:
 
 @dataclass
 class SimulationResult:
+    """What one run wrote. Clicks are weighted by sample_interval; points are rows in AE.
+
+    ``invalidation_points`` and ``invalidated_clicks`` include invalidations written after the
+    window ends, which no cycle of the truth sees. ``expected_valid_by_customer`` is the last
+    cycle's valid clicks per Stripe customer.
+    """
+
     points_written: int
     click_points: int
     clicks: int
@@ -965,7 +972,8 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument(
         "--truth", type=Path, metavar="FILE",
-        help="write the expected numbers of every cycle to FILE (and FILE.unattributed.csv)",
+        help="write the expected numbers of every cycle to FILE, and unattributed clicks beside "
+        "it (truth.csv -> truth.unattributed.csv)",
     )  # fmt: skip
     parser.add_argument(
         "--clicks-per-day", type=int, default=DEFAULT_CLICKS_PER_DAY, metavar="N",

@@ -48,7 +48,7 @@ def write_points(
                     f"{dataset} ({response.status_code}): {response.text}; fix the points"
                 )
             written += int(response.json()["written"])
-    log.info("wrote %d points to emulator dataset %s", written, dataset)
+    log.debug("wrote %d points to emulator dataset %s", written, dataset)
     return written
 
 

@@ -53,7 +53,7 @@
 {% endmacro %}
 
 {#- Statuses that do not stop billing: a warn-severity test (the retention guard) reports
-    without blocking. Skipped, error and fail do. -#}
+    without blocking, and an exposure has nothing to run (no-op). Skipped, error and fail do. -#}
 {% macro ops_ok_statuses() -%}
     {{ return(['success', 'pass', 'warn', 'no-op']) }}
 {%- endmacro %}

@@ -362,35 +362,50 @@ def test_policy_change_books_adjustments_in_its_own_cycle_only(db: str) -> None:
         assert by_day[NOV[4]][3:4] == ("usage",) and by_day[NOV[4]][8] == 0
 
 
+def _renter_without_customer(conn: psycopg.Connection) -> None:
+    conn.execute("update app.renters set stripe_customer_id = null where renter_id = 'u_a'")
+
+
+def _overlapping_rental(conn: psycopg.Connection) -> None:
+    add_rental(conn, "r_a2", "ro_a", "u_b", datetime(2026, 10, 15, tzinfo=UTC))
+
+
+def _earlier_cycle_never_exported(conn: psycopg.Connection) -> None:
+    assert dbt_build(NOV[2]).success  # cycle 2 Nov books usage that never reaches Stripe
+    Landing(conn, Truth()).clicks(NOV[3], _hour(NOV[3], 11), "r_b", 4)
+
+
 @pytest.mark.parametrize(
-    ("case", "failing_test"),
+    ("make_bad_input", "failing_test"),
     [
-        ("renter without stripe customer", "billing_no_usage_without_stripe_customer"),
-        ("overlapping rentals of one route", "attribution_rentals_do_not_overlap"),
+        (_renter_without_customer, "billing_no_usage_without_stripe_customer"),
+        (_overlapping_rental, "attribution_rentals_do_not_overlap"),
+        (_earlier_cycle_never_exported, "reconciliation_daily_differences_zero"),
     ],
 )
 def test_bad_input_skips_billing_export_and_records_the_blocking_test(
-    db: str, case: str, failing_test: str
+    db: str, make_bad_input: Callable[[psycopg.Connection], None], failing_test: str
 ) -> None:
     # given a cycle with billable usage and one bad input
     with psycopg.connect(db, autocommit=True) as conn:
-        Landing(conn, Truth()).clicks(NOV[3], _hour(NOV[3], 9), "r_a", 10)
-        if case.startswith("renter"):
-            conn.execute("update app.renters set stripe_customer_id = null where renter_id = 'u_a'")
-        else:
-            add_rental(conn, "r_a2", "ro_a", "u_b", datetime(2026, 10, 15, tzinfo=UTC))
+        Landing(conn, Truth()).clicks(NOV[2], _hour(NOV[2], 9), "r_a", 10)
+        make_bad_input(conn)
 
         # when the cycle is built
         assert not dbt_build(NOV[3]).success
 
         # then billing_export is skipped and the failing test is recorded as blocking it
+        latest = conn.execute(
+            "select invocation_id, success from ops.dbt_invocations"
+            " where run_date = %s order by started_at desc limit 1",
+            (NOV[3],),
+        ).fetchone()
         rows = conn.execute(
             "select split_part(unique_id, '.', 3), status, blocks_export"
-            " from ops.dbt_node_results where unique_id like 'test.%%' || %s || '%%'"
-            "  or unique_id = 'model.click_telemetry.billing_export'",
-            (failing_test,),
+            " from ops.dbt_node_results where invocation_id = %s and (unique_id like %s"
+            "  or unique_id = 'model.click_telemetry.billing_export')",
+            (latest[0], f"test.%.{failing_test}%"),
         ).fetchall()
         assert (failing_test, "fail", True) in rows
         assert ("billing_export", "skipped", True) in rows
-        success = conn.execute("select success from ops.dbt_invocations").fetchone()
-        assert success == (False,)
+        assert latest[1] is False

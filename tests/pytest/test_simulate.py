@@ -422,6 +422,7 @@ def test_a_second_run_replaces_the_system_of_record(
     ("variable", "url"),
     [
         ("DATABASE_URL", "postgresql://app:pw@db.example.com:5432/prod"),
+        ("DATABASE_URL", "postgresql:///prod?host=db.example.com&password=pw"),
         ("AE_SQL_URL", "https://api.cloudflare.com/client/v4/accounts/x/analytics_engine/sql"),
     ],
 )

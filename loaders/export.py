@@ -527,12 +527,13 @@ def export_cycle(
     *,
     dry_run: bool = False,
     network_retries: int = SDK_NETWORK_RETRIES,
+    built_after: datetime | None = None,
 ) -> ExportSummary:
     """Send cycle D's ledger entries that Stripe does not have yet; see the module docstring."""
     summary = ExportSummary(cycle_date)
     with connect(settings) as conn:
         _take_lock(conn)
-        gate.check(conn, cycle_date).raise_if_refused(cycle_date)
+        gate.check(conn, cycle_date, built_after=built_after).raise_if_refused(cycle_date)
 
         ledger = read_ledger(conn, cycle_date)
         recorded = read_recorded(conn, cycle_date)

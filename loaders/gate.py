@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import psycopg
 
@@ -39,12 +39,24 @@ class GateDecision:
             )
 
 
-def _latest_build(conn: psycopg.Connection, cycle_date: date) -> tuple[str, bool] | None:
+def _latest_build(
+    conn: psycopg.Connection, cycle_date: date, built_after: datetime | None
+) -> tuple[str, bool] | None:
+    """The newest build of the cycle that included the export model.
+
+    A narrower build afterwards (the nightly's reconciliation step, an analyst's `--select`)
+    neither tested nor rebuilt billing_export, so it can neither open nor close the gate.
+    """
     return conn.execute(
-        "select invocation_id, success from ops.dbt_invocations"
-        " where run_date = %s and command = 'build'"
-        " order by started_at desc, finished_at desc limit 1",
-        (cycle_date,),
+        "select invocations.invocation_id, invocations.success"
+        " from ops.dbt_invocations as invocations"
+        " where invocations.run_date = %s and invocations.command = 'build'"
+        " and invocations.started_at >= coalesce(%s, '-infinity'::timestamptz)"
+        " and exists (select 1 from ops.dbt_node_results as results"
+        "   where results.invocation_id = invocations.invocation_id"
+        "   and results.resource_type = 'model' and results.unique_id like %s)"
+        " order by invocations.started_at desc, invocations.finished_at desc limit 1",
+        (cycle_date, built_after, f"model.%.{EXPORT_MODEL}"),
     ).fetchone()
 
 
@@ -67,11 +79,20 @@ def _export_model_status(conn: psycopg.Connection, invocation_id: str) -> str | 
     return row[0] if row else None
 
 
-def decide(conn: psycopg.Connection, cycle_date: date) -> GateDecision:
-    """The decision alone, without recording it."""
-    build = _latest_build(conn, cycle_date)
+def decide(
+    conn: psycopg.Connection, cycle_date: date, *, built_after: datetime | None = None
+) -> GateDecision:
+    """The decision alone, without recording it.
+
+    ``built_after`` lets the nightly insist on the build it just ran: when that build died before
+    dbt could record its results, an older passing build of the same cycle must not stand in.
+    """
+    build = _latest_build(conn, cycle_date, built_after)
     if build is None:
-        return GateDecision(False, None, [], f"no dbt build recorded for run_date {cycle_date}")
+        since = f" since {built_after:%Y-%m-%d %H:%M:%S} UTC" if built_after else ""
+        return GateDecision(
+            False, None, [], f"no complete dbt build recorded for run_date {cycle_date}{since}"
+        )
     invocation_id, success = build
     failing = _failing_nodes(conn, invocation_id)
     if failing:
@@ -95,9 +116,11 @@ def decide(conn: psycopg.Connection, cycle_date: date) -> GateDecision:
     return GateDecision(True, invocation_id, [], f"build {invocation_id} passed every check")
 
 
-def check(conn: psycopg.Connection, cycle_date: date) -> GateDecision:
+def check(
+    conn: psycopg.Connection, cycle_date: date, *, built_after: datetime | None = None
+) -> GateDecision:
     """Decide whether cycle D may be exported, and record the decision."""
-    decision = decide(conn, cycle_date)
+    decision = decide(conn, cycle_date, built_after=built_after)
     conn.execute(
         "insert into ops.export_gate_decisions"
         " (cycle_date, invocation_id, allowed, failing_tests, reason) values (%s, %s, %s, %s, %s)",

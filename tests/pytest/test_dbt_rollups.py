@@ -32,13 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 DBT = str(Path(sys.executable).with_name("dbt"))
 DAY1 = date(2026, 11, 1)
 LOOKBACK_DAYS = 3
-COUNT_COLUMNS = (
-    "total_clicks",
-    "invalid_clicks",
-    "late_invalidated_clicks",
-    "valid_clicks",
-    "is_estimated",
-)
 # click_rollups, its parents and the attribution side models its data tests read; not the ledger.
 SELECTION = ("path:models/staging/ae", "path:models/staging/app", "path:models/intermediate",
              "+click_rollups")  # fmt: skip
@@ -217,7 +210,10 @@ def candidates(world: World, route_id: str, renter_id: str, hour: datetime) -> l
     ]  # fmt: skip
 
 
-def attribute(world: World, route_id: str, renter_id: str, rental_id: str, hour: datetime):
+def attribute(
+    world: World, route_id: str, renter_id: str, rental_id: str, hour: datetime
+) -> str | None:
+    """The rental a landed row is billed to, or None (unattributed, disagreement, ambiguous)."""
     found = candidates(world, route_id, renter_id, hour)
     if rental_id:
         return rental_id if rental_id in found else None
@@ -426,7 +422,7 @@ E2E_START = date(2026, 11, 1)
 E2E_DAYS = 4
 
 
-def test_simulated_fortnight_matches_the_simulators_truth(
+def test_simulated_cycles_match_the_simulators_truth(
     fresh_db: Settings, ae_reset: str, tmp_path: Path
 ) -> None:
     # Given a small simulated world: sampled heavy hitters, older Workers, late invalidations

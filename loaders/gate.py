@@ -60,14 +60,24 @@ def _latest_build(
     ).fetchone()
 
 
-def _failing_nodes(conn: psycopg.Connection, invocation_id: str) -> list[str]:
+def _failing_nodes(conn: psycopg.Connection, invocation_id: str) -> tuple[list[str], int]:
+    """Checks and models upstream of the export that failed, and how many were skipped.
+
+    Skipped nodes are a consequence, not a cause: dbt skips what sits downstream of a failure,
+    so only the failures are named and the skipped ones are counted.
+    """
     rows = conn.execute(
         "select unique_id, status, message from ops.dbt_node_results"
         " where invocation_id = %s and blocks_export and status <> all(%s)"
         " order by unique_id",
         (invocation_id, list(PASSING)),
     ).fetchall()
-    return [f"{uid} ({status}: {message or 'no message'})" for uid, status, message in rows]
+    failing = [
+        f"{uid} ({status}: {message or 'no message'})"
+        for uid, status, message in rows
+        if status != "skipped"
+    ]
+    return failing, sum(1 for _, status, _ in rows if status == "skipped")
 
 
 def _export_model_status(conn: psycopg.Connection, invocation_id: str) -> str | None:
@@ -94,14 +104,15 @@ def decide(
             False, None, [], f"no complete dbt build recorded for run_date {cycle_date}{since}"
         )
     invocation_id, success = build
-    failing = _failing_nodes(conn, invocation_id)
+    failing, skipped = _failing_nodes(conn, invocation_id)
     if failing:
         names = "; ".join(failing)
+        consequence = f" ({skipped} node(s) downstream of them skipped)" if skipped else ""
         return GateDecision(
             False,
             invocation_id,
             failing,
-            f"{len(failing)} check(s) upstream of {EXPORT_MODEL} failed: {names}",
+            f"{len(failing)} check(s) upstream of {EXPORT_MODEL} failed{consequence}: {names}",
         )
     if not success:
         return GateDecision(False, invocation_id, [], f"dbt build {invocation_id} did not succeed")

@@ -29,7 +29,10 @@ invalidations as (
 previous_build as (
 
     {% if is_incremental() %}
+        -- the newest cycle before this one: a rerun or a replay of cycle D must see again the
+        -- invalidations written since that cycle, or days they name would keep stale counts
         select max(built_cycle) as last_built_cycle from {{ this }}
+        where built_cycle < {{ run_date_literal() }}
     {% else %}
         select null::date as last_built_cycle
     {% endif %}

@@ -31,7 +31,7 @@ lint: $(STAMP)
 # sqlfluff's dbt templater compiles every model, so it needs the profile's database up.
 sqlfluff: $(STAMP)
 	eval "$$(CLICKS_HOME=$(TEST_HOME) $(BIN)/clicks env)" && \
-		DBT_PROFILES_DIR=$(CURDIR) $(BIN)/sqlfluff lint models tests/dbt macros
+		DBT_PROFILES_DIR=$(CURDIR) $(BIN)/sqlfluff lint models tests/dbt
 
 pytest: $(STAMP)
 	CLICKS_HOME=$(TEST_HOME) $(BIN)/pytest

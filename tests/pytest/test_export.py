@@ -147,7 +147,7 @@ FAILED_TEST = "test.clicks.unique_click_rollups_rental_day"
 @pytest.mark.parametrize(
     ("build", "allowed", "reason_part"),
     [
-        (None, False, "no dbt build"),
+        (None, False, "no complete dbt build"),
         ({"success": True}, True, "passed"),
         (
             {"success": False, "nodes": [(FAILED_TEST, "fail", "Got 2 results", True)]},
@@ -197,6 +197,51 @@ def test_gate_reads_only_the_latest_build(fresh_db):
         decision = gate.check(conn, CYCLE)
 
     assert (decision.allowed, decision.invocation_id) == (True, latest)
+
+
+def test_gate_ignores_a_narrower_build_that_never_included_the_export_model(fresh_db):
+    # given a full build that failed, then a narrow build (no billing_export) that passed
+    with psycopg.connect(fresh_db.database_url) as conn:
+        full = write_build(conn, success=False, nodes=[(FAILED_TEST, "fail", "x", True)],
+                           minutes_ago=30)  # fmt: skip
+        conn.execute(
+            "insert into ops.dbt_invocations (invocation_id, run_date, command, started_at,"
+            " success) values ('narrow', %s, 'build', now(), true)",
+            (CYCLE,),
+        )
+        conn.commit()
+
+        # when the gate checks the cycle
+        decision = gate.check(conn, CYCLE)
+
+    # then the narrow build can neither open nor close it: the full build's failure stands
+    assert (decision.allowed, decision.invocation_id) == (False, full)
+
+
+def test_gate_insists_on_a_build_newer_than_the_nightly_step(fresh_db):
+    # given a passing build from an hour ago and a nightly whose own build left no record
+    with psycopg.connect(fresh_db.database_url) as conn:
+        write_build(conn, success=True, minutes_ago=60)
+        step_started = datetime.now(UTC) - timedelta(minutes=1)
+
+        # when the gate checks with the nightly's step start
+        decision = gate.check(conn, CYCLE, built_after=step_started)
+
+    # then the old build does not stand in for the missing one
+    assert not decision.allowed
+    assert "no complete dbt build" in decision.reason
+
+
+def test_gate_names_failures_and_only_counts_what_dbt_skipped_after_them(fresh_db):
+    skipped = "test.clicks.ledger_sum_equals_rollups"
+    with psycopg.connect(fresh_db.database_url) as conn:
+        write_build(conn, success=False, nodes=[(FAILED_TEST, "fail", "Got 1 result", True),
+                                                (skipped, "skipped", None, True)])  # fmt: skip
+        decision = gate.check(conn, CYCLE)
+
+    assert decision.failing == [f"{FAILED_TEST} (fail: Got 1 result)"]
+    assert "1 node(s) downstream of them skipped" in decision.reason
+    assert skipped not in decision.reason
 
 
 def test_refused_gate_sends_nothing_and_exits_3(env):

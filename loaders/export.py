@@ -503,7 +503,7 @@ def send_planned(
             summary.failed += 1
         next_customer = planned[index].stripe_customer_id if index < len(planned) else None
         if index % PROGRESS_EVERY == 0 or next_customer != event.stripe_customer_id:
-            log.info(
+            log.debug(
                 "export %s: %d/%d events done (customer %s)",
                 event.booked_cycle,
                 index,

@@ -37,6 +37,7 @@ from loaders.errors import (
     TerminalError,
     TransientError,
 )
+from loaders.progress import terminal_progress
 from loaders.settings import DATASET_PATTERN, Settings, redact
 
 log = logging.getLogger(__name__)
@@ -612,8 +613,12 @@ def load_window(
     policy: RetryPolicy | None = None,
     read_timeout: float = 90.0,
     min_split: timedelta = MIN_SPLIT,
+    progress: Callable[[int, int], None] | None = None,
 ) -> LoadSummary:
-    """Land [start, end) slice by slice; stop at the first slice that fails."""
+    """Land [start, end) slice by slice; stop at the first slice that fails.
+
+    ``progress`` is called with (slices done, slices in all) after each slice.
+    """
     slices = split_window(whole_utc_hour(start, "start"), whole_utc_hour(end, "end"), slice_hours)
     dataset = checked_dataset(settings.ae_dataset)
     if not settings.ae_sql_url or not settings.ae_api_token:
@@ -641,8 +646,10 @@ def load_window(
             min_split,
             build_kinds(),
         )
-        for piece in slices:
+        for done, piece in enumerate(slices, start=1):
             add_slice(summary, piece, run, time.monotonic())
+            if progress is not None:
+                progress(done, len(slices))
     summary.seconds = time.monotonic() - began
     log.info(
         "loaded %s: %d slices, %d click rows, %d clicks, %d invalidation rows, %.2f s, %d retries",
@@ -697,6 +704,11 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = Settings.load(require=("database_url", "ae_sql_url", "ae_api_token"))
     load_window(
-        settings, args.start, args.end, slice_hours=args.slice_hours, lock_timeout=args.lock_timeout
+        settings,
+        args.start,
+        args.end,
+        slice_hours=args.slice_hours,
+        lock_timeout=args.lock_timeout,
+        progress=terminal_progress("load"),
     )
     return 0

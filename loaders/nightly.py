@@ -28,6 +28,7 @@ from loaders.errors import (
     ReplayRefusedError,
     TerminalError,
 )
+from loaders.progress import terminal_progress
 from loaders.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,9 @@ def _load(settings: Settings, cycle: date, lookback_days: int, slice_hours: int)
     from loaders.landing import load_window
 
     start, end = load_window_for(settings, cycle, lookback_days)
-    summary = load_window(settings, start, end, slice_hours=slice_hours)
+    summary = load_window(
+        settings, start, end, slice_hours=slice_hours, progress=terminal_progress("  load")
+    )
     return {"window": f"{start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}", **report.as_detail(summary)}
 
 

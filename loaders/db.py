@@ -14,6 +14,9 @@ log = logging.getLogger(__name__)
 
 # Applied in this order; each file is idempotent (create ... if not exists).
 SCHEMAS = ("app", "raw", "billing", "ops")
+# What the pipeline itself writes. `app` belongs to the application (Neon's system of record):
+# only the local stack and the simulator create it, so the nightly needs no rights on it.
+PIPELINE_SCHEMAS = ("raw", "billing", "ops")
 
 
 def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connection:

@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from loaders import gate
-from loaders.db import connect
+from loaders.db import connect, ensure_schemas
 from loaders.errors import ClicksError, ConcurrentRunError, TerminalError, TransientError
 from loaders.settings import Settings, redact
 
@@ -532,6 +532,7 @@ def export_cycle(
     """Send cycle D's ledger entries that Stripe does not have yet; see the module docstring."""
     summary = ExportSummary(cycle_date)
     with connect(settings) as conn:
+        ensure_schemas(conn, ("billing", "ops"))
         _take_lock(conn)
         gate.check(conn, cycle_date, built_after=built_after).raise_if_refused(cycle_date)
 

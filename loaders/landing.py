@@ -27,7 +27,7 @@ from psycopg import sql
 
 from loaders.ae_client import AEClient, RetryPolicy, with_retries
 from loaders.contract import Field, load_contract
-from loaders.db import connect
+from loaders.db import connect, ensure_schemas
 from loaders.errors import (
     BadValueError,
     ClicksError,
@@ -634,6 +634,7 @@ def load_window(
             "select set_config('application_name', %s, false)",
             (f"clicks load {socket.gethostname()} pid {os.getpid()}",),
         )
+        ensure_schemas(log_conn, ("raw",))
         acquire_lock(log_conn, dataset, lock_timeout)
         mark_abandoned(log_conn, dataset)
         run = Run(

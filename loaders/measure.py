@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         results = [_measure_window(client, settings, newest, days, args.runs) for days in windows]
     print(f"dataset {settings.ae_dataset}: newest point {newest:%Y-%m-%d %H:%M:%S} UTC")
     print(
-        f"ingestion: {rate[0]:.1f} points/s on average, {rate[1]:.1f} points/s in the busiest"
+        f"ingestion: {rate[0]:.4g} points/s on average, {rate[1]:.4g} points/s in the busiest"
         " minute"
     )
     print(

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 
 from loaders import dbt_runner, report
-from loaders.db import connect, ensure_schemas
+from loaders.db import PIPELINE_SCHEMAS, connect, ensure_schemas
 from loaders.errors import (
     ClicksError,
     ConcurrentRunError,
@@ -130,7 +130,7 @@ def _cycles(args: argparse.Namespace) -> list[date]:
 def nightly_lock(settings: Settings) -> Iterator[None]:
     conn = connect(settings, autocommit=True)
     try:
-        ensure_schemas(conn)
+        ensure_schemas(conn, PIPELINE_SCHEMAS)
         if not conn.execute("select pg_try_advisory_lock(%s)", (NIGHTLY_LOCK_KEY,)).fetchone()[0]:
             raise ConcurrentRunError(_holder_message(conn))
         yield

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The test suite runs on its own stack so it never touches the demo's data.
 TEST_HOME := $(CURDIR)/.local/test
 
-.PHONY: demo test lint sqlfluff pytest dbt-test venv clean up down
+.PHONY: demo test lint sqlfluff pytest dbt-test bench venv clean up down
 
 venv: $(STAMP)
 
@@ -40,6 +40,9 @@ pytest: $(STAMP)
 # simulated fortnight, each checked against the simulator's truth (tests/pytest/test_fortnight.py).
 dbt-test: $(STAMP)
 	CLICKS_HOME=$(TEST_HOME) $(BIN)/pytest -m fortnight
+
+bench: $(STAMP)
+	CLICKS_HOME=$(TEST_HOME) $(BIN)/python -m benchmarks.bench_landing
 
 up: $(STAMP)
 	$(BIN)/clicks up

@@ -1,0 +1,1 @@
+"""Speed of the pipeline, measured as ratios against baselines timed in the same run."""

@@ -42,7 +42,7 @@ dbt-test: $(STAMP)
 	CLICKS_HOME=$(TEST_HOME) $(BIN)/pytest -m fortnight
 
 bench: $(STAMP)
-	CLICKS_HOME=$(TEST_HOME) $(BIN)/python -m benchmarks.bench_landing
+	CLICKS_HOME=$(CURDIR)/.local/bench $(BIN)/python -m benchmarks.bench_landing
 
 up: $(STAMP)
 	$(BIN)/clicks up

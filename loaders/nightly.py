@@ -169,7 +169,7 @@ def run_cycle(
         built_after = datetime.now(UTC)
         _step(result, "dbt build", lambda: _build(settings, cycle, lookback_days, replay))
         _step(result, "export", lambda: _export(settings, cycle, dry_run, built_after))
-        _step(result, "reconcile", lambda: _reconcile(settings, cycle, lookback_days))
+        _step(result, "reconcile", lambda: _reconcile(settings, cycle, lookback_days, replay))
         result.outcome, result.exit_code = "succeeded", 0
     except GateRefusedError as exc:
         result.outcome, result.exit_code, result.error = "refused", exc.exit_code, str(exc)
@@ -276,12 +276,13 @@ def _export(settings: Settings, cycle: date, dry_run: bool, built_after: datetim
 RECONCILIATION_MODELS = ("reconciliation_daily", "reconciliation_rentals")
 
 
-def _reconcile(settings: Settings, cycle: date, lookback_days: int) -> dict:
+def _reconcile(settings: Settings, cycle: date, lookback_days: int, replay: bool) -> dict:
+    # The same vars as the build step, so dbt reuses its partial parse instead of starting over.
     result = dbt_runner.run_dbt(
         settings,
         ["build", "--select", *RECONCILIATION_MODELS],
         run_date=cycle,
-        extra_vars={"lookback_days": lookback_days},
+        extra_vars={"lookback_days": lookback_days, "allow_replay": replay},
     )
     if not result.ok:
         raise TerminalError(

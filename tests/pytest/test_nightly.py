@@ -137,3 +137,16 @@ def test_the_gate_refusal_exits_three_names_the_test_and_sends_nothing(cycled):
             "select count(*) from billing.meter_event_exports where booked_cycle = %s", (cycle,)
         ).fetchone()[0]
     assert sent == 0
+
+
+def test_dbt_docs_generate_documents_the_marts_and_the_exposures(cycled):
+    from loaders import dbt_runner
+
+    settings, _ = cycled
+    result = dbt_runner.run_dbt(settings, ["docs", "generate"], run_date=START)
+    assert result.ok, result.summary
+    target = Path(dbt_runner.dbt_env(settings)["DBT_TARGET_PATH"])
+    catalog = (target / "catalog.json").read_text()
+    manifest = (target / "manifest.json").read_text()
+    assert '"model.click_telemetry.click_rollups"' in catalog
+    assert '"exposure.click_telemetry.stripe_meter_export"' in manifest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from importlib import resources
 
 import psycopg
@@ -35,8 +36,25 @@ def ddl_text(schema: str) -> str:
 
 
 def ensure_schemas(conn: psycopg.Connection, schemas: tuple[str, ...] = SCHEMAS) -> None:
-    """Create the schemas and tables this project writes to, if they are missing."""
+    """Create the schemas and tables this project writes to, if they are missing.
+
+    Runs a schema's DDL only when one of its relations is missing: even `create index if not
+    exists` takes a lock on its table, which would queue behind (or deadlock with) a loader or an
+    export that holds the table in an open transaction.
+    """
     for schema in schemas:
-        conn.execute(ddl_text(schema))
+        text = ddl_text(schema)
+        if _missing_relations(conn, schema, text):
+            conn.execute(text)
+            log.debug("schema %s created or completed", schema)
     conn.commit()
-    log.debug("schemas ready: %s", ", ".join(schemas))
+
+
+def _missing_relations(conn: psycopg.Connection, schema: str, ddl: str) -> list[str]:
+    names = re.findall(r"create (?:table|index) if not exists ([\w.]+)", ddl)
+    qualified = [name if "." in name else f"{schema}.{name}" for name in names]
+    return [
+        name
+        for name in qualified
+        if conn.execute("select to_regclass(%s)", (name,)).fetchone()[0] is None
+    ]

@@ -23,19 +23,13 @@ datacenter_asns as (
 
 ),
 
--- The IVT policy judges a whole row: a bot bucket marked invalid or a data-centre ASN makes
--- every click of the row invalid. GIVT wins over SIVT when both apply, because the list-based
--- (general) filter is the one that catches the click first.
+-- The IVT policy judges a whole row (the rule lives in macros/ivt_policy.sql, shared with the
+-- analysts' fct_clicks_hourly so both judge a click the same way).
 policy_judged as (
 
     select
         matched.*,
-        case
-            when bot_buckets.ivt_category = 'GIVT' and bot_buckets.is_invalid then 'GIVT'
-            when datacenter_asns.ivt_category = 'GIVT' then 'GIVT'
-            when bot_buckets.ivt_category = 'SIVT' and bot_buckets.is_invalid then 'SIVT'
-            when datacenter_asns.ivt_category = 'SIVT' then 'SIVT'
-        end as policy_ivt_category
+        {{ ivt_policy_category('bot_buckets', 'datacenter_asns') }} as policy_ivt_category
     from matched
     left outer join bot_buckets
         on matched.bot_bucket = bot_buckets.bot_bucket

@@ -105,12 +105,7 @@ unattributed_judged as (
 
     select
         unattributed.*,
-        case
-            when bot_buckets.ivt_category = 'GIVT' and bot_buckets.is_invalid then 'GIVT'
-            when datacenter_asns.ivt_category = 'GIVT' then 'GIVT'
-            when bot_buckets.ivt_category = 'SIVT' and bot_buckets.is_invalid then 'SIVT'
-            when datacenter_asns.ivt_category = 'SIVT' then 'SIVT'
-        end as policy_ivt_category
+        {{ ivt_policy_category('bot_buckets', 'datacenter_asns') }} as policy_ivt_category
     from unattributed
     left outer join bot_buckets
         on unattributed.bot_bucket = bot_buckets.bot_bucket

@@ -94,6 +94,19 @@ def test_every_cycle_of_a_fortnight_matches_the_simulators_truth(
             assert ledger_through(conn, cycle) == {
                 key: row.valid_clicks for key, row in expected.items() if row.valid_clicks
             }
+            # after the export and the reconcile step, every row of the cycle reconciles
+            statuses = conn.execute(
+                "select status, count(*) from marts.reconciliation_daily where run_date = %s"
+                " group by status",
+                (cycle,),
+            ).fetchall()
+            assert dict(statuses).keys() == {"ok"}, statuses
+            per_rental = conn.execute(
+                "select status, count(*) from marts.reconciliation_rentals where run_date = %s"
+                " group by status",
+                (cycle,),
+            ).fetchall()
+            assert dict(per_rental).keys() <= {"ok"}, per_rental
             adjustments = conn.execute(
                 "select count(*) from marts.click_adjustments"
                 " where booked_cycle = %s and entry_kind = 'adjustment'",

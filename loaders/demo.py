@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -69,8 +70,8 @@ def _banner(title: str) -> None:
 
 
 def _settings_from(state: dict[str, str]) -> Settings:
-    import os
-
+    """Point this process (and the dbt it starts) at the stack just started, whatever the shell
+    had exported."""
     for name in stack.ENV_NAMES:
         os.environ[name] = state[name]
     return Settings.load()

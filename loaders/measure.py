@@ -14,10 +14,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
-
-from loaders.errors import TerminalError, TransientError
-from loaders.settings import DATASET_PATTERN, Settings
+from loaders.ae_client import AEClient
+from loaders.errors import TerminalError
+from loaders.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     windows = _parse_windows(args.windows)
     if args.runs < 1:
         raise TerminalError("--runs must be at least 1")
-    with httpx.Client(timeout=httpx.Timeout(70.0, connect=10.0)) as client:
+    with AEClient(settings, read_timeout=70.0) as client:
         newest = _newest_point(client, settings)
         rate = _ingestion(client, settings)
         results = [_measure_window(client, settings, newest, days, args.runs) for days in windows]
@@ -75,25 +74,18 @@ def _parse_windows(text: str) -> list[int]:
     return windows
 
 
-def _query(client: httpx.Client, settings: Settings, text: str) -> list[dict]:
-    if not DATASET_PATTERN.fullmatch(settings.ae_dataset):
-        raise TerminalError(f"AE_DATASET {settings.ae_dataset!r} is not a plain identifier")
-    response = client.post(
-        settings.ae_sql_url,
-        content=text.encode(),
-        headers={"Authorization": f"Bearer {settings.ae_api_token}"},
-    )
-    if response.status_code in (429, 500, 503, 504):
-        raise TransientError(f"AE answered {response.status_code}: {response.text[:200]}")
-    if response.status_code != 200:
-        raise TerminalError(f"AE answered {response.status_code}: {response.text[:200]}")
-    return response.json()["data"]
+def _query(client: AEClient, text: str) -> list[dict]:
+    """One statement through the loader's AE client: same auth, error classes and redaction.
+
+    No retries: a measurement that needed one would report a latency nobody saw.
+    """
+    with client.query(text) as result:
+        return list(result.rows())
 
 
-def _newest_point(client: httpx.Client, settings: Settings) -> datetime:
+def _newest_point(client: AEClient, settings: Settings) -> datetime:
     rows = _query(
         client,
-        settings,
         f"SELECT max(timestamp) AS newest, count() AS points FROM {settings.ae_dataset}"
         " FORMAT JSON",
     )
@@ -102,17 +94,15 @@ def _newest_point(client: httpx.Client, settings: Settings) -> datetime:
     return datetime.fromisoformat(str(rows[0]["newest"]))
 
 
-def _ingestion(client: httpx.Client, settings: Settings) -> tuple[float, float]:
+def _ingestion(client: AEClient, settings: Settings) -> tuple[float, float]:
     dataset = settings.ae_dataset
     totals = _query(
         client,
-        settings,
         "SELECT count() AS points, toUInt32(max(timestamp)) - toUInt32(min(timestamp))"
         f" AS span FROM {dataset} FORMAT JSON",
     )[0]
     peak = _query(
         client,
-        settings,
         "SELECT toStartOfMinute(timestamp) AS minute, count() AS points "
         f"FROM {dataset} GROUP BY minute ORDER BY points DESC LIMIT 1 FORMAT JSON",
     )
@@ -121,7 +111,7 @@ def _ingestion(client: httpx.Client, settings: Settings) -> tuple[float, float]:
 
 
 def _measure_window(
-    client: httpx.Client, settings: Settings, newest: datetime, days: int, runs: int
+    client: AEClient, settings: Settings, newest: datetime, days: int, runs: int
 ) -> WindowMeasurement:
     end = newest.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     start = end - timedelta(days=days)
@@ -136,7 +126,7 @@ def _measure_window(
     latencies, rows = [], []
     for _ in range(runs):
         started = time.perf_counter()
-        rows = _query(client, settings, text)
+        rows = _query(client, text)
         latencies.append((time.perf_counter() - started) * 1000)
     log.info("window %sd: %s runs, median %.1f ms", days, runs, statistics.median(latencies))
     return WindowMeasurement(

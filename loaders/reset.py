@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-from urllib.parse import urlsplit
 
 from psycopg import sql
 
 from loaders.db import connect, ensure_schemas
 from loaders.errors import TerminalError
-from loaders.settings import Settings, clicks_home, read_stack_state
+from loaders.settings import Settings, clicks_home, host_of, is_local, read_stack_state
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,6 @@ PIPELINE_SCHEMAS = (
     "ops",
     "analytics",
 )
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -44,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def reset(settings: Settings) -> None:
-    host = urlsplit(settings.database_url).hostname or ""
-    if host not in LOOPBACK_HOSTS:
+    if not is_local(settings.database_url):
+        host = host_of(settings.database_url)
         raise TerminalError(f"refusing to reset a database on {host}: only the local stack")
     with connect(settings, autocommit=True) as conn:
         for schema in PIPELINE_SCHEMAS:

@@ -13,6 +13,7 @@ When a variable is unset, the value comes from the local stack that ``clicks up`
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -125,3 +126,22 @@ def redact(text: str, settings: Settings | None = None) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def host_of(url: str) -> str:
+    """The host a URL or libpq connection string names, including ``?host=`` / ``host=``."""
+    found = re.search(r"(?:^|[\s?&])host=([^\s&]+)", url)
+    if "://" not in url:
+        return found.group(1) if found else ""
+    return urlsplit(url).hostname or (unquote(found.group(1)) if found else "")
+
+
+def is_local(url: str) -> bool:
+    """True for loopback hosts and Unix sockets (no host, or a directory): this machine only."""
+    host = host_of(url)
+    if not host or host.startswith("/") or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

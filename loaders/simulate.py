@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import ipaddress
 import logging
 import math
 import random
-import re
 import string
 import time
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from psycopg import sql
@@ -35,7 +33,7 @@ from psycopg import sql
 from loaders.contract import Contract, load_contract
 from loaders.db import connect, ensure_schemas
 from loaders.errors import ConfigError, TerminalError
-from loaders.settings import Settings, project_dir
+from loaders.settings import Settings, host_of, is_local, project_dir
 
 log = logging.getLogger(__name__)
 
@@ -312,30 +310,14 @@ def ae_base_url(ae_sql_url: str) -> str:
 
 
 def _require_loopback(url: str, name: str, allow_remote: bool) -> None:
-    host = _host_of(url)
-    # No host, or a directory, is a Unix socket: local too.
-    if allow_remote or not host or host.startswith("/") or _is_loopback(host):
+    if allow_remote or is_local(url):
         return
+    host = host_of(url)
     raise ConfigError(
         f"{name} points at {host}, not this machine: simulate truncates app.* and writes "
         "fake clicks, so it only runs against the local stack (`clicks up`); pass "
         "--allow-remote only for a disposable remote copy"
     )
-
-
-def _host_of(url: str) -> str:
-    """The host a URL or libpq connection string names, including ``?host=`` / ``host=``."""
-    found = re.search(r"(?:^|[\s?&])host=([^\s&]+)", url)
-    if "://" not in url:
-        return found.group(1) if found else ""
-    return urlsplit(url).hostname or (unquote(found.group(1)) if found else "")
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _epoch(day: date) -> int:

@@ -23,7 +23,7 @@ import httpx
 import psycopg
 
 from loaders.errors import ConfigError, TerminalError
-from loaders.settings import STACK_FILE, Settings, clicks_home, libpq_env, read_stack_state
+from loaders.settings import STACK_FILE, clicks_home, libpq_env, read_stack_state
 
 log = logging.getLogger(__name__)
 
@@ -275,19 +275,10 @@ def up(home: Path | None = None) -> dict[str, str]:
 
 
 def _ensure_app_schema(database_url: str) -> None:
-    from loaders.db import connect, ensure_schemas
+    from loaders.db import ensure_schemas
 
-    settings = Settings.load()
-    with connect(_with_url(settings, database_url)) as conn:
+    with psycopg.connect(database_url) as conn:
         ensure_schemas(conn)
-
-
-def _with_url(settings: Settings, url: str) -> Settings:
-    from dataclasses import replace
-
-    from loaders.settings import Secret
-
-    return replace(settings, database_url=Secret(url))
 
 
 def down(home: Path | None = None) -> list[str]:

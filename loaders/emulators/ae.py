@@ -408,8 +408,8 @@ def _insert_sql(dataset: str, path: Path) -> str:
     source = _file_source(path, "JSONCompactEachRow", structure)
     # The dataset matched DATASET_NAME and the path is our own temp file: neither comes from SQL.
     return (
-        f"INSERT INTO {DATABASE}.`{dataset}` SELECT '{dataset}', toDateTime(t), si, i, "  # noqa: S608
-        f"{blobs}, {doubles} FROM {source}"
+        f"INSERT INTO {DATABASE}.`{dataset}` SELECT '{dataset}', "  # noqa: S608
+        f"toDateTime(t), si, i, {blobs}, {doubles} FROM {source}"
     )
 
 

@@ -96,8 +96,9 @@ def click_hours(settings: Settings) -> list[dict]:
 def invalidations(settings: Settings) -> list[dict]:
     return ae_rows(
         settings,
-        f"SELECT {col('rental_id')} AS rental_id, {col('original_click_at')} AS click_hour, "  # noqa: S608
-        f"timestamp AS written, double1 AS clicks, double2 AS n, index1 AS idx "
+        f"SELECT {col('rental_id')} AS rental_id, "  # noqa: S608
+        f"{col('original_click_at')} AS click_hour, timestamp AS written, "
+        "double1 AS clicks, double2 AS n, index1 AS idx "
         f"FROM {settings.ae_dataset} WHERE {col('event_kind')} = 'invalidation' "
         "ORDER BY rental_id, written",
     )
@@ -166,7 +167,8 @@ def every_point(settings: Settings) -> list[tuple]:
     columns = ["timestamp", "_sample_interval", "index1"]
     columns += [blob.column for blob in load_contract().blobs]
     columns += [double.column for double in load_contract().doubles]
-    rows = ae_rows(settings, f"SELECT {', '.join(columns)} FROM {settings.ae_dataset}")  # noqa: S608
+    query = f"SELECT {', '.join(columns)} FROM {settings.ae_dataset}"  # noqa: S608
+    rows = ae_rows(settings, query)
     return sorted(tuple(str(row[name]) for name in columns) for row in rows)
 
 
